@@ -1,0 +1,35 @@
+# PGXS build of the iterable_audience extension (C++17, libcurl).
+EXTENSION  = iterable_audience
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big = $(EXTENSION)
+
+SRCS = $(wildcard src/*.cpp src/pg/*.cpp src/core/*.cpp)
+OBJS = $(SRCS:.cpp=.o)
+
+# Install scripts: the full script of each version and the upgrade scripts between versions.
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+TESTS        = $(wildcard test/sql/*.sql)
+REGRESS      = $(patsubst test/sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf \
+               --load-extension=$(EXTENSION)
+
+PG_CONFIG ?= pg_config
+
+WARNINGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register
+ifeq ($(ERROR_ON_WARNING),1)
+WARNINGS += -Werror
+endif
+override PG_CPPFLAGS += -Isrc -DIA_VERSION=\"$(EXTVERSION)\"
+override PG_CXXFLAGS += -std=c++17 -fexceptions $(WARNINGS)
+SHLIB_LINK += -lcurl -lstdc++
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PostgreSQL built --with-llvm makes PGXS emit bitcode for JIT inlining with clang: C++ flags must reach it.
+COMPILE.cxx.bc += -std=c++17 -Isrc -DIA_VERSION=\"$(EXTVERSION)\" -Wno-register
+
+.PHONY: unittest
+unittest:
+	$(MAKE) -C test/unit

@@ -1,0 +1,49 @@
+// SPI from C++: every call goes through guard(), values cross as text.
+// Statements take text parameters ($1, $2 ... cast in SQL as needed); results come back as
+// optional strings (nullopt = SQL NULL). Callers own SPI_connect/SPI_finish through SpiSession.
+#pragma once
+
+#include "pg/guard.hpp"
+
+namespace ia::pg {
+
+using SqlValue = std::optional<std::string>;
+using SqlRow = std::vector<SqlValue>;
+
+struct SqlResult {
+	std::vector<SqlRow> rows;
+	uint64_t processed = 0;
+
+	const SqlValue &at(size_t row, size_t col) const { return rows.at(row).at(col); }
+	bool empty() const { return rows.empty(); }
+};
+
+// SPI_connect on construction; SPI_finish on finish() (explicitly, on the success path). When an
+// exception unwinds instead, the transaction is about to abort and PostgreSQL's abort processing
+// cleans SPI up, so the destructor does nothing.
+class SpiSession {
+ public:
+	SpiSession();
+	void finish();
+	SpiSession(const SpiSession &) = delete;
+	SpiSession &operator=(const SpiSession &) = delete;
+
+ private:
+	bool connected_ = false;
+};
+
+// Run one statement. read_only: run with the current snapshot and no writes allowed.
+SqlResult exec(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
+
+// First column of the first row, or nullopt when there is no row or it is NULL.
+SqlValue exec_scalar(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
+
+std::string quote_identifier(const std::string &name);
+std::string quote_literal(const std::string &value);
+
+}  // namespace ia::pg
+
+namespace ia::pg {
+// A PostgreSQL array literal ('{"a","b",NULL}') to pass as a text parameter cast to text[]/bigint[].
+std::string array_literal(const std::vector<SqlValue> &values);
+}

@@ -1,0 +1,18 @@
+// The extension's GUCs (iterable_audience.*), defined in _PG_init.
+#pragma once
+
+namespace ia::settings {
+
+extern int connect_timeout_ms;
+extern int request_timeout_ms;
+extern int max_response_bytes;
+extern int max_attempts;
+extern int retry_base_delay_ms;
+extern int retry_max_delay_ms;
+extern char *ca_file;
+extern int batch_size;
+extern int max_requests_in_flight;
+
+void define();
+
+}  // namespace ia::settings
