@@ -1,0 +1,470 @@
+#include <algorithm>
+#include <map>
+
+#include "account_store.hpp"
+#include "batch_recording.hpp"
+#include "core/iterable_json.hpp"
+#include "iterable_call.hpp"
+#include "run_launcher.hpp"
+#include "run_preparation.hpp"
+#include "settings.hpp"
+#include "snapshot_tables.hpp"
+#include "sync_definition.hpp"
+#include "sync_lock.hpp"
+#include "sync_run.hpp"
+#include "sync_schedule.hpp"
+
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "pg/transaction.hpp"
+
+extern "C" {
+#include "pgstat.h"
+}
+
+namespace ia {
+
+namespace {
+
+const char *const kAudienceTable = "pg_temp.ia_audience";
+const char *const kPlanTable = "pg_temp.ia_plan";
+
+// Ends a run early with a status and the reason (a whole-run failure, or the removal guard).
+struct RunEnded {
+	std::string status;
+	std::string error;
+};
+
+struct Batch {
+	int64_t first_seq;
+	int64_t last_seq;
+	bool unsubscribe;
+	std::vector<Subscriber> subscribers;
+};
+
+class Run {
+ public:
+	explicit Run(const RunRequest &request) : request_(request) {}
+	void perform();
+
+ private:
+	bool claim();
+	void plan();
+	void check_removal_guard();
+	void preflight();
+	void prepare();
+	void send();
+	Batch load_batch(bool unsubscribe, int64_t first, int64_t last);
+	std::string request_body(const Batch &batch) const;
+	BatchOutcome judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal);
+	void finish(const std::string &status, const std::string &error);
+	void retention();
+	void report(const std::string &what);
+	std::string run_label() const;
+
+	RunRequest request_;
+	SyncDefinition sync_;
+	Account account_;
+	RunTarget target_;
+	std::optional<std::string> previous_snapshot_;
+	int64_t planned_subscribes_ = 0;
+	int64_t planned_unsubscribes_ = 0;
+	int64_t refused_ = 0;
+	int64_t list_size_ = 0;
+	int64_t failed_ = 0;
+	std::vector<std::string> notes_;  // said in the run's error column even when it succeeds
+};
+
+std::string
+run_status_for(int64_t failed)
+{
+	return failed > 0 ? "succeeded_with_failures" : "succeeded";
+}
+
+std::string
+Run::run_label() const
+{
+	return "run " + std::to_string(request_.run_id) + " of sync \"" + sync_.name + "\"";
+}
+
+void
+Run::report(const std::string &what)
+{
+	std::string text = "iterable_audience: " + run_label() + ": " + what;
+	pg::guard([&] { pgstat_report_activity(STATE_RUNNING, text.c_str()); });
+}
+
+bool
+Run::claim()
+{
+	return pg::in_transaction([&] {
+		if (!try_lock_sync_for_run(request_.sync_id))
+			return false;
+		// Holding the lock, any other 'running' run of this sync is a leftover of a crash.
+		fail_stale_runs(request_.sync_id);
+		sync_ = load_sync_by_id(request_.sync_id);
+		account_ = load_account(sync_.account_name, true);
+		pg::exec("INSERT INTO iterable_audience.sync_runs (run_id, sync_id, sync_name, trigger, status, forced) "
+		         "OVERRIDING SYSTEM VALUE VALUES ($1::bigint, $2::bigint, $3, $4, 'running', $5::boolean)",
+		         {std::to_string(request_.run_id), std::to_string(sync_.sync_id), sync_.name,
+		          request_.scheduled ? "schedule" : "manual", request_.force ? "true" : "false"});
+		std::string app = "iterable_audience sync " + sync_.name;
+		pg::guard([&] { SetConfigOption("application_name", app.c_str(), PGC_USERSET, PGC_S_SESSION); });
+		return true;
+	});
+}
+
+void
+Run::plan()
+{
+	report("reading the audience");
+	pg::in_transaction([&] {
+		int64_t audience_rows = stage_audience(sync_, kAudienceTable);
+		previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
+		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());
+		pg::exec("CREATE UNIQUE INDEX ON pg_temp.ia_plan (seq)");
+		pg::SqlResult counts = pg::exec(
+		    "SELECT count(*) FILTER (WHERE valid AND action = 'subscribe'), "
+		    "count(*) FILTER (WHERE valid AND action = 'unsubscribe'), count(*) FILTER (WHERE NOT valid) "
+		    "FROM pg_temp.ia_plan");
+		planned_subscribes_ = std::stoll(*counts.at(0, 0));
+		planned_unsubscribes_ = std::stoll(*counts.at(0, 1));
+		refused_ = std::stoll(*counts.at(0, 2));
+		if (previous_snapshot_)
+			list_size_ = std::stoll(*pg::exec_scalar(("SELECT count(*) FROM " + *previous_snapshot_).c_str()));
+		pg::exec("UPDATE iterable_audience.sync_runs SET audience_rows = $2::bigint, planned_subscribes = $3::bigint, "
+		         "planned_unsubscribes = $4::bigint WHERE run_id = $1::bigint",
+		         {std::to_string(request_.run_id), std::to_string(audience_rows), std::to_string(planned_subscribes_),
+		          std::to_string(planned_unsubscribes_)});
+	});
+}
+
+void
+Run::check_removal_guard()
+{
+	if (request_.force || planned_unsubscribes_ == 0 || list_size_ == 0)
+		return;
+	double fraction = static_cast<double>(planned_unsubscribes_) / static_cast<double>(list_size_);
+	if (fraction <= sync_.max_removal_fraction)
+		return;
+	char text[512];
+	snprintf(text, sizeof(text),
+	         "blocked by the removal guard: this run would unsubscribe %lld of the list's %lld members (%.1f%%), "
+	         "more than max_removal_fraction (%.1f%%); nothing was sent. If the audience really shrank, send it "
+	         "with iterable_audience.run_sync('%s', force => true)",
+	         static_cast<long long>(planned_unsubscribes_), static_cast<long long>(list_size_), fraction * 100,
+	         sync_.max_removal_fraction * 100, sync_.name.c_str());
+	throw RunEnded{"blocked", text};
+}
+
+void
+Run::preflight()
+{
+	report("checking the API key and the list");
+	HttpResult result = call_iterable(iterable_request(account_, "GET", "/api/lists"), http_options_from_settings());
+	pg::in_transaction([&] {
+		pg::exec("UPDATE iterable_audience.sync_runs SET api_requests = api_requests + $2::bigint, "
+		         "rate_limited = rate_limited + $3::bigint WHERE run_id = $1::bigint",
+		         {std::to_string(request_.run_id), std::to_string(result.attempts), std::to_string(result.rate_limited)});
+	});
+	if (!call_succeeded(result)) {
+		std::string why = describe_call_failure(result);
+		if (result.outcome == TransportOutcome::Response && result.status == 401)
+			throw RunEnded{"failed", "Iterable refused the API key of account \"" + account_.name + "\" (" + why +
+			                             "); nothing was sent. Set a valid server-side key with "
+			                             "iterable_audience.alter_account('" + account_.name + "', api_key => ...)"};
+		throw RunEnded{"failed", "could not reach Iterable for account \"" + account_.name + "\": " + why +
+		                             "; nothing was sent, the next run tries again"};
+	}
+	std::vector<ListInfo> lists;
+	try {
+		lists = parse_lists_response(result.body);
+	} catch (const ResponseFormatError &e) {
+		throw RunEnded{"failed", std::string("Iterable's answer to GET /api/lists is not in the documented shape (") +
+		                             e.what() + "); nothing was sent"};
+	}
+	bool found = std::any_of(lists.begin(), lists.end(), [&](const ListInfo &l) { return l.id == sync_.list_id; });
+	if (!found)
+		throw RunEnded{"failed", "list " + std::to_string(sync_.list_id) + " no longer exists in the Iterable project of "
+		                             "account \"" + account_.name + "\"; nothing was sent. Point the sync at a list with "
+		                             "iterable_audience.alter_sync('" + sync_.name +
+		                             "', list_id => ...) or new_list_name => ..."};
+}
+
+void
+Run::prepare()
+{
+	pg::in_transaction([&] {
+		target_.snapshot_table =
+		    create_snapshot_table(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_);
+		pg::exec("UPDATE iterable_audience.sync_runs SET snapshot_table = $2 WHERE run_id = $1::bigint",
+		         {std::to_string(request_.run_id), target_.snapshot_table});
+		failed_ += record_refused_rows(target_);
+	});
+}
+
+Batch
+Run::load_batch(bool unsubscribe, int64_t first, int64_t last)
+{
+	Batch batch{first, last, unsubscribe, {}};
+	pg::SqlResult rows = pg::in_transaction([&] {
+		return pg::exec("SELECT email, user_id, data_fields::text FROM pg_temp.ia_plan "
+		                "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY seq",
+		                {std::to_string(first), std::to_string(last)}, true);
+	});
+	batch.subscribers.reserve(rows.rows.size());
+	for (pg::SqlRow &row : rows.rows) {
+		Subscriber s;
+		if (row[0])
+			s.email = std::move(*row[0]);
+		if (row[1])
+			s.user_id = std::move(*row[1]);
+		if (row[2] && !unsubscribe)
+			s.data_fields_json = std::move(*row[2]);
+		batch.subscribers.push_back(std::move(s));
+	}
+	if (static_cast<int64_t>(batch.subscribers.size()) != last - first + 1)
+		throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
+	return batch;
+}
+
+std::string
+Run::request_body(const Batch &batch) const
+{
+	std::string body;
+	body.reserve(batch.subscribers.size() * 96);
+	if (batch.unsubscribe)
+		append_unsubscribe_body(body, sync_.list_id, batch.subscribers, sync_.campaign_id, sync_.channel_unsubscribe);
+	else
+		append_subscribe_body(body, sync_.list_id, batch.subscribers, sync_.update_existing_users_only);
+	return body;
+}
+
+BatchOutcome
+Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal)
+{
+	BatchOutcome o{batch.first_seq, batch.last_seq, batch.unsubscribe, {}, result.attempts, result.rate_limited};
+	auto fail_all = [&](const std::string &code, const std::string &message) {
+		for (int64_t seq = batch.first_seq; seq <= batch.last_seq; seq++)
+			o.failures.push_back({seq, code, message, true});
+	};
+	if (call_succeeded(result)) {
+		try {
+			BulkResponse response = parse_bulk_response(
+			    result.body, batch.subscribers, batch.unsubscribe ? BulkAction::Unsubscribe : BulkAction::Subscribe);
+			for (size_t i = 0; i < response.rows.size(); i++) {
+				const RowOutcome &row = response.rows[i];
+				if (!row.succeeded)
+					o.failures.push_back({batch.first_seq + static_cast<int64_t>(i), row.error_code, row.error_message,
+					                      row.error_code != "forgotten"});
+			}
+			if (response.unattributed_failures > 0)
+				notes_.push_back("Iterable reported " + std::to_string(response.unattributed_failures) +
+				                 " failure(s) in a batch without naming the record; those records are logged as "
+				                 "succeeded");
+		} catch (const ResponseFormatError &e) {
+			fail_all("invalid_response",
+			         std::string("Iterable answered HTTP 200 with a body that is not a list update result: ") + e.what());
+		}
+		return o;
+	}
+	std::string why = describe_call_failure(result);
+	bool response = result.outcome == TransportOutcome::Response;
+	if (response && result.status == 401) {
+		fatal = "Iterable refused the API key of account \"" + account_.name + "\" during the run (" + why +
+		        "); set a valid key with iterable_audience.alter_account()";
+		fail_all("http_error", why);
+	} else if (response && result.status == 400 && result.body.find("invalidListId") != std::string::npos) {
+		fatal = "list " + std::to_string(sync_.list_id) + " no longer exists in Iterable (it was deleted during the run: " +
+		        why + "); point the sync at a list with iterable_audience.alter_sync()";
+		fail_all("http_error", why);
+	} else if (response && result.status == 429) {
+		fail_all("rate_limited", why);
+	} else {
+		fail_all("http_error", why);
+	}
+	return o;
+}
+
+void
+Run::send()
+{
+	HttpClient &client = HttpClient::process_instance();
+	const HttpOptions options = http_options_from_settings();
+	const int64_t batch_size = std::max(1, settings::batch_size);
+	const size_t max_in_flight = static_cast<size_t>(std::max(1, settings::max_requests_in_flight));
+	struct Phase {
+		bool unsubscribe;
+		int64_t next;
+		int64_t last;
+	};
+	// Unsubscribes first: a record whose key changed is unsubscribed under the old key before the same
+	// user is subscribed under the new one.
+	Phase phases[2] = {{true, 1, planned_unsubscribes_},
+	                   {false, planned_unsubscribes_ + 1, planned_unsubscribes_ + planned_subscribes_}};
+	std::map<uint64_t, Batch> in_flight;
+	uint64_t next_tag = 1;
+	std::optional<std::string> fatal;
+	int64_t done = 0;
+	const int64_t total = planned_subscribes_ + planned_unsubscribes_;
+
+	try {
+		for (Phase &phase : phases) {
+			for (;;) {
+				while (!fatal && in_flight.size() < max_in_flight && phase.next <= phase.last) {
+					Batch batch = load_batch(phase.unsubscribe, phase.next,
+					                         std::min(phase.next + batch_size - 1, phase.last));
+					phase.next = batch.last_seq + 1;
+					HttpRequest http = iterable_request(
+					    account_, "POST", phase.unsubscribe ? "/api/lists/unsubscribe" : "/api/lists/subscribe",
+					    request_body(batch));
+					http.tag = next_tag;
+					client.submit(std::move(http), options);
+					in_flight.emplace(next_tag++, std::move(batch));
+				}
+				if (in_flight.empty())
+					break;
+				pg::throw_if_interrupted();
+				for (const HttpResult &result : client.poll(100)) {
+					auto it = in_flight.find(result.tag);
+					if (it == in_flight.end())
+						continue;
+					Batch batch = std::move(it->second);
+					in_flight.erase(it);
+					BatchOutcome outcome = judge(batch, result, fatal);
+					pg::in_transaction([&] { record_batch(target_, outcome); });
+					failed_ += static_cast<int64_t>(outcome.failures.size());
+					done += batch.last_seq - batch.first_seq + 1;
+					report("sent " + std::to_string(done) + " of " + std::to_string(total) + " records");
+				}
+			}
+			if (fatal)
+				break;
+		}
+	} catch (...) {
+		client.abort_all();  // the batches in flight are lost; the next run sends them again
+		throw;
+	}
+	if (fatal)
+		throw RunEnded{"failed", *fatal + "; records Iterable acknowledged before that are kept"};
+}
+
+void
+Run::finish(const std::string &status, const std::string &error)
+{
+	std::string text = error;
+	for (const std::string &note : notes_)
+		text += (text.empty() ? "" : "; ") + note;
+	pg::in_transaction([&] {
+		pg::exec("UPDATE iterable_audience.sync_runs SET status = $2, finished_at = clock_timestamp(), "
+		         "error = nullif($3, ''), snapshot_table = coalesce(snapshot_table, $4) WHERE run_id = $1::bigint",
+		         {std::to_string(request_.run_id), status, text, previous_snapshot_});
+		bool completed = status == "succeeded" || status == "succeeded_with_failures";
+		std::optional<std::string> next = next_run_at_text(sync_.schedule);
+		pg::exec("UPDATE iterable_audience.sync SET reset_pending = reset_pending AND NOT $2::boolean, "
+		         "next_run_at = CASE WHEN paused THEN NULL ELSE to_timestamp($3::double precision) END "
+		         "WHERE sync_id = $1::bigint",
+		         {std::to_string(sync_.sync_id), completed ? "true" : "false", next});
+	});
+}
+
+void
+Run::retention()
+{
+	// A separate transaction with a lock timeout: a snapshot table someone is reading must not stall
+	// the run; it is dropped at a later run instead.
+	try {
+		pg::in_transaction([&] {
+			pg::exec("SET LOCAL lock_timeout = '5s'");
+			pg::exec("DELETE FROM iterable_audience.sync_logs WHERE sync_id = $1::bigint "
+			         "AND logged_at < now() - make_interval(days => $2::integer)",
+			         {std::to_string(sync_.sync_id), std::to_string(sync_.sync_log_retention_days)});
+			drop_snapshot_tables(sync_.sync_id, sync_.snapshot_retention);
+			// Failures of records that left both the audience and the list are moot.
+			std::string snapshot = latest_snapshot_table(sync_.sync_id).value_or("");
+			pg::exec(("DELETE FROM iterable_audience.record_failure f WHERE f.sync_id = " + std::to_string(sync_.sync_id) +
+			          " AND NOT EXISTS (SELECT 1 FROM pg_temp.ia_audience a WHERE a.record_key = f.record_key)" +
+			          (snapshot.empty() ? std::string()
+			                            : " AND NOT EXISTS (SELECT 1 FROM " + snapshot + " s WHERE s.record_key = f.record_key)"))
+			             .c_str());
+		});
+	} catch (const pg::PgError &e) {
+		std::string message = e.message;
+		pg::guard([&] { ereport(WARNING, (errmsg("iterable_audience: retention after %s skipped: %s", run_label().c_str(), message.c_str()))); });
+	}
+}
+
+void
+Run::perform()
+{
+	if (!claim())
+		return;  // another run of this sync holds it; the caller reports that
+	try {
+		plan();
+	} catch (const pg::PgError &e) {
+		throw RunEnded{"failed", "could not read the audience source: " + e.message +
+		                             "; nothing was sent and no one was unsubscribed. Fix the source or change it with "
+		                             "iterable_audience.alter_sync('" + sync_.name + "', source => ...)"};
+	} catch (const pg::UserError &e) {
+		throw RunEnded{"failed", std::string(e.what()) + "; nothing was sent"};
+	}
+	check_removal_guard();
+	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs};
+	if (planned_subscribes_ + planned_unsubscribes_ > 0) {
+		preflight();
+		prepare();
+		send();
+	} else {
+		target_.snapshot_table = previous_snapshot_.value_or("");
+		pg::in_transaction([&] { failed_ += record_refused_rows(target_); });
+	}
+	finish(run_status_for(failed_), "");
+	retention();
+}
+
+// Records a run that ended early, even while a terminate request is pending.
+void
+record_ended_run(int64_t run_id, const RunEnded &ended)
+{
+	HOLD_INTERRUPTS();
+	try {
+		pg::in_transaction([&] {
+			pg::exec("UPDATE iterable_audience.sync_runs SET status = $2, finished_at = clock_timestamp(), error = $3 "
+			         "WHERE run_id = $1::bigint AND status = 'running'",
+			         {std::to_string(run_id), ended.status, ended.error});
+		});
+	} catch (const std::exception &e) {
+		std::string message = e.what();
+		RESUME_INTERRUPTS();
+		pg::guard([&] { ereport(WARNING, (errmsg("iterable_audience: could not record the end of run %lld: %s", static_cast<long long>(run_id), message.c_str()))); });
+		return;
+	}
+	RESUME_INTERRUPTS();
+}
+
+}  // namespace
+
+void
+perform_run(const RunRequest &request)
+{
+	std::optional<RunEnded> ended;
+	try {
+		Run run(request);
+		run.perform();
+	} catch (const RunEnded &e) {
+		ended = e;
+	} catch (const pg::Interrupted &) {
+		ended = RunEnded{"failed", "interrupted: the run was cancelled or the server is shutting down; records Iterable "
+		                           "acknowledged so far are kept and the next run converges"};
+	} catch (const pg::PgError &e) {
+		ended = RunEnded{"failed", e.message};
+	} catch (const pg::UserError &e) {
+		ended = RunEnded{"failed", e.what()};
+	} catch (const std::exception &e) {
+		ended = RunEnded{"failed", std::string("internal error: ") + e.what()};
+	}
+	if (ended)
+		record_ended_run(request.run_id, *ended);
+}
+
+}  // namespace ia
