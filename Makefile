@@ -9,10 +9,9 @@ OBJS = $(SRCS:.cpp=.o)
 # Install scripts: the full script of each version and the upgrade scripts between versions.
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-TESTS        = $(wildcard test/sql/*.sql)
-REGRESS      = $(patsubst test/sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=test --temp-instance=./tmp_check --temp-config=test/regress.conf \
-               --load-extension=$(EXTENSION)
+# pg_regress runs through scripts/run-regress.sh: a temporary instance as the postgres OS user,
+# with the emulator on a free port (see the installcheck target below).
+NO_INSTALLCHECK = 1
 
 PG_CONFIG ?= pg_config
 
@@ -30,6 +29,8 @@ include $(PGXS)
 # PostgreSQL built --with-llvm makes PGXS emit bitcode for JIT inlining with clang: C++ flags must reach it.
 COMPILE.cxx.bc += -std=c++17 -Isrc -DIA_VERSION=\"$(EXTVERSION)\" -Wno-register
 
-.PHONY: unittest
+.PHONY: unittest installcheck
 unittest:
 	$(MAKE) -C test/unit
+installcheck:
+	scripts/run-regress.sh
