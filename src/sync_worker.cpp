@@ -1,6 +1,8 @@
 // Entry point of the background worker that performs one run (started by run_sync() or the
 // scheduler). Plain PostgreSQL style at this level; the run itself is C++ behind perform_run(),
 // which never throws.
+#include <sys/resource.h>
+
 #include "run_request.hpp"
 #include "sync_run.hpp"
 
@@ -33,6 +35,13 @@ ia_sync_worker_main(Datum)
 
 	ia::perform_run(request);
 
+	// What the run cost this process: for operators sizing machines, and read by bench/.
+	struct rusage usage;
+	if (getrusage(RUSAGE_SELF, &usage) == 0)
+		ereport(LOG, (errmsg("iterable_audience: run %lld used %.3f s user CPU, %.3f s system CPU, peak RSS %ld kB",
+		                     static_cast<long long>(request.run_id),
+		                     usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6,
+		                     usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6, usage.ru_maxrss)));
 	pgstat_report_activity(STATE_IDLE, nullptr);
 	proc_exit(0);
 }
