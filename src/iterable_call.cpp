@@ -60,8 +60,8 @@ describe_call_failure(const HttpResult &result)
 	std::string text = result.outcome == TransportOutcome::Response
 	                       ? describe_http_failure(result.status, result.body)
 	                       : result.error;
-	if (result.attempts > 1)
-		text += " (after " + std::to_string(result.attempts) + " attempts)";
+	if (result.outcome == TransportOutcome::Response && result.attempts > 1)
+		text += " (after " + std::to_string(result.attempts) + " attempts)";  // transport errors say it already
 	return text;
 }
 
