@@ -376,9 +376,11 @@ Run::retention()
 	try {
 		pg::in_transaction([&] {
 			pg::exec("SET LOCAL lock_timeout = '5s'");
+			// Never this run's own logs: with 0 days they would be gone as soon as written.
 			pg::exec("DELETE FROM iterable_audience.sync_logs WHERE sync_id = $1::bigint "
-			         "AND logged_at < now() - make_interval(days => $2::integer)",
-			         {std::to_string(sync_.sync_id), std::to_string(sync_.sync_log_retention_days)});
+			         "AND logged_at < now() - make_interval(days => $2::integer) AND run_id <> $3::bigint",
+			         {std::to_string(sync_.sync_id), std::to_string(sync_.sync_log_retention_days),
+			          std::to_string(request_.run_id)});
 			drop_snapshot_tables(sync_.sync_id, sync_.snapshot_retention);
 			// Failures of records that left both the audience and the list are moot.
 			std::string snapshot = latest_snapshot_table(sync_.sync_id).value_or("");
@@ -406,7 +408,8 @@ Run::perform()
 		                             "; nothing was sent and no one was unsubscribed. Fix the source or change it with "
 		                             "iterable_audience.alter_sync('" + sync_.name + "', source => ...)"};
 	} catch (const pg::UserError &e) {
-		throw RunEnded{"failed", std::string(e.what()) + "; nothing was sent"};
+		throw RunEnded{"failed", std::string(e.what()) + "; nothing was sent and no one was unsubscribed" +
+		                             (e.hint.empty() ? std::string() : ". " + e.hint)};
 	}
 	check_removal_guard();
 	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs};
@@ -444,6 +447,10 @@ record_ended_run(int64_t run_id, const RunEnded &ended)
 
 }  // namespace
 
+const char *const kRunInterruptedError =
+    "interrupted: the run was cancelled or the server is shutting down; records Iterable acknowledged so far are "
+    "kept and the next run converges";
+
 void
 perform_run(const RunRequest &request)
 {
@@ -454,8 +461,7 @@ perform_run(const RunRequest &request)
 	} catch (const RunEnded &e) {
 		ended = e;
 	} catch (const pg::Interrupted &) {
-		ended = RunEnded{"failed", "interrupted: the run was cancelled or the server is shutting down; records Iterable "
-		                           "acknowledged so far are kept and the next run converges"};
+		ended = RunEnded{"failed", kRunInterruptedError};
 	} catch (const pg::PgError &e) {
 		ended = RunEnded{"failed", e.message};
 	} catch (const pg::UserError &e) {

@@ -17,6 +17,9 @@
 
 namespace ia {
 
+// The error of a run that was cancelled, terminated or stopped by a shutdown.
+extern const char *const kRunInterruptedError;
+
 // Performs the run; never throws (every failure is recorded on the run row or, when even that is
 // impossible, logged).
 void perform_run(const RunRequest &request);

@@ -9,11 +9,45 @@
 #include "pg/guard.hpp"
 
 extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/snapmgr.h"
 }
+
+namespace {
+
+bool run_over = false;  // perform_run() returned: the run row holds its final state
+
+// A terminate request that arrives while the run executes SQL (reading the audience, recording a
+// batch) ends the worker with FATAL, which perform_run() never sees: record the run as interrupted
+// on the way out, so that it does not stay 'running' until the next run of the sync.
+void
+record_unfinished_run(int code, Datum arg)
+{
+	if (run_over)
+		return;
+	AbortOutOfAnyTransaction();  // also leaves any role the run had switched to
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Oid types[2] = {INT8OID, TEXTOID};
+	Datum values[2] = {arg, CStringGetTextDatum(ia::kRunInterruptedError)};
+	SPI_execute_with_args("UPDATE iterable_audience.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+	                      "error = $2 WHERE run_id = $1 AND status = 'running'",
+	                      2, types, values, nullptr, false, 0);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -30,10 +64,13 @@ ia_sync_worker_main(Datum)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(request.database_id, request.worker_role, 0);
+	// Registered after the connection's own cleanup, so it runs first, still connected.
+	before_shmem_exit(record_unfinished_run, Int64GetDatum(request.run_id));
 	ia::apply_settings(request);
 	pgstat_report_activity(STATE_RUNNING, "iterable_audience: starting a run");
 
 	ia::perform_run(request);
+	run_over = true;
 
 	// What the run cost this process: for operators sizing machines, and read by bench/.
 	struct rusage usage;

@@ -38,9 +38,12 @@ def db(cluster, emulator):
         cur.execute("SET iterable_audience.retry_base_delay_ms = 10")
         cur.execute("SET iterable_audience.retry_max_delay_ms = 200")
     emulator.clear_faults()
+    admin.close()
     yield conn
     conn.close()
     emulator.clear_faults()
+    # A fresh connection: a test may have crashed the server (kill -9 of a worker restarts it).
+    admin = cluster.connect()
     with admin.cursor() as cur:
         cur.execute("DROP DATABASE %s WITH (FORCE)" % name)
     admin.close()
