@@ -266,3 +266,27 @@ CREATE FUNCTION iterable_audience.normalize_email(email text) RETURNS text
 AS 'MODULE_PATHNAME', 'ia_normalize_email' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION iterable_audience.is_valid_user_id(user_id text) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ia_is_valid_user_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+------------------------------------------------------------------------------------------------
+-- Scheduler (docs/scheduler.md): a background worker when the library is in shared_preload_libraries
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION iterable_audience.scheduler_status(
+    OUT pid                  integer,
+    OUT database_name        text,
+    OUT serves_this_database boolean,
+    OUT state                text,
+    OUT started_at           timestamptz,
+    OUT last_wake_at         timestamptz,
+    OUT next_wake_at         timestamptz,
+    OUT running_runs         integer,
+    OUT runs_started         bigint,
+    OUT runs_skipped         bigint,
+    OUT max_concurrent_syncs integer)
+RETURNS record AS 'MODULE_PATHNAME', 'ia_scheduler_status' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iterable_audience.scheduler_status() IS
+    'The scheduler: its pid, the database it serves, what it is doing, when it woke and wakes next';
+
+-- Looks for due syncs when the calling transaction commits (e.g. after setting next_run_at by hand).
+CREATE FUNCTION iterable_audience.wake_scheduler()
+RETURNS boolean AS 'MODULE_PATHNAME', 'ia_wake_scheduler' LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION iterable_audience.wake_scheduler() FROM PUBLIC;

@@ -1,5 +1,6 @@
 // Library entry: module magic and _PG_init.
 #include "pg/postgres.hpp"
+#include "scheduler.hpp"
 #include "settings.hpp"
 
 extern "C" {
@@ -11,5 +12,8 @@ void
 _PG_init(void)
 {
 	ia::settings::define();
+	/* The scheduler exists only when preloaded; without it run_sync() still works. */
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+		ia::scheduler::register_at_preload();
 }
 }

@@ -12,6 +12,8 @@ int retry_max_delay_ms = 30000;
 char *ca_file = nullptr;
 int batch_size = 1000;
 int max_requests_in_flight = 4;
+char *database_name = nullptr;
+int max_concurrent_syncs = 2;
 
 void
 define()
@@ -45,6 +47,17 @@ define()
 	DefineCustomIntVariable("iterable_audience.max_requests_in_flight",
 	                        "Requests a sync run keeps in flight at once.", nullptr, &max_requests_in_flight, 4, 1,
 	                        64, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	// PGC_POSTMASTER variables can only be defined at server start: without preloading there is no
+	// scheduler, and no database_name either.
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("iterable_audience.database_name",
+		                           "Database whose syncs the scheduler runs (one database per cluster).",
+		                           "Runs in other databases can be started with run_sync(), by hand or from pg_cron.",
+		                           &database_name, "postgres", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, nullptr, nullptr,
+		                           nullptr);
+	DefineCustomIntVariable("iterable_audience.max_concurrent_syncs",
+	                        "Scheduled runs the scheduler keeps going at once; due syncs beyond it wait for a slot.",
+	                        nullptr, &max_concurrent_syncs, 2, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("iterable_audience");
 }
 

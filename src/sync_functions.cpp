@@ -7,6 +7,7 @@
 #include "sync_definition.hpp"
 #include "sync_lock.hpp"
 #include "sync_schedule.hpp"
+#include "scheduler_wake.hpp"
 #include "snapshot_tables.hpp"
 
 #include "pg/args.hpp"
@@ -231,6 +232,7 @@ IA_SQL_FUNCTION(ia_create_sync)
 	    "$10::boolean, $11::bigint, $12::boolean, $13, $14::boolean, $15::integer, $16::integer, $17::boolean, "
 	    "$18::real, to_timestamp($19::double precision)) RETURNING sync_id",
 	    definition_values(s));
+	ia::wake_scheduler_at_commit();
 	spi.finish();
 	PG_RETURN_INT64(std::stoll(*id));
 }
@@ -289,6 +291,7 @@ IA_SQL_FUNCTION(ia_alter_sync)
 		ia::pg::exec("DELETE FROM iterable_audience.record_failure WHERE sync_id = $1::bigint",
 		             {std::to_string(s.sync_id)});
 	}
+	ia::wake_scheduler_at_commit();
 	spi.finish();
 	PG_RETURN_VOID();
 }
@@ -325,6 +328,7 @@ IA_SQL_FUNCTION(ia_resume_sync)
 	ia::pg::exec("UPDATE iterable_audience.sync SET paused = false, "
 	             "next_run_at = to_timestamp($2::double precision), updated_at = now() WHERE sync_id = $1::bigint",
 	             {std::to_string(s.sync_id), ia::next_run_at_text(s.schedule)});
+	ia::wake_scheduler_at_commit();
 	spi.finish();
 	PG_RETURN_VOID();
 }
