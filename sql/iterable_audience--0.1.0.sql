@@ -56,6 +56,25 @@ RETURNS void AS 'MODULE_PATHNAME', 'ia_drop_account' LANGUAGE C CALLED ON NULL I
 CREATE FUNCTION iterable_audience.test_account(account_name text)
 RETURNS text AS 'MODULE_PATHNAME', 'ia_test_account' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
+-- Roles other than an account's owner that may use it for lists and syncs (grant_account_usage).
+CREATE TABLE iterable_audience.account_usage (
+    account_id bigint NOT NULL REFERENCES iterable_audience.account ON DELETE CASCADE,
+    grantee    oid NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (account_id, grantee)
+);
+REVOKE ALL ON iterable_audience.account_usage FROM PUBLIC;
+
+CREATE FUNCTION iterable_audience.grant_account_usage(account_name text, role_name text)
+RETURNS void AS 'MODULE_PATHNAME', 'ia_grant_account_usage' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+CREATE FUNCTION iterable_audience.revoke_account_usage(account_name text, role_name text)
+RETURNS void AS 'MODULE_PATHNAME', 'ia_revoke_account_usage' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE VIEW iterable_audience.account_grants AS
+    SELECT a.account_name, u.grantee::regrole AS role_name, u.granted_at
+      FROM iterable_audience.account_usage u JOIN iterable_audience.account a USING (account_id);
+GRANT SELECT ON iterable_audience.account_grants TO PUBLIC;
+
 -- Creating and changing accounts decides where API keys are sent: superusers, or roles they grant it to.
 REVOKE EXECUTE ON FUNCTION iterable_audience.create_account(text, text, text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION iterable_audience.alter_account(text, text, text, text, text) FROM PUBLIC;
@@ -175,13 +194,18 @@ REVOKE ALL ON iterable_audience.sync, iterable_audience.sync_runs, iterable_audi
               iterable_audience.record_failure, iterable_audience.snapshot FROM PUBLIC;
 GRANT SELECT ON iterable_audience.sync_runs, iterable_audience.sync_logs TO PUBLIC;
 
--- Each role sees its own syncs' runs and logs; superusers see all.
+-- Each role sees its own syncs' runs and logs (those of roles it is a member of); superusers see all.
+-- The policies read the sync ids through a view, which reads iterable_audience.sync with its owner's
+-- rights: ordinary roles cannot read that table themselves.
+CREATE VIEW iterable_audience.visible_sync_ids AS
+    SELECT sync_id FROM iterable_audience.sync WHERE pg_catalog.pg_has_role(owner, 'USAGE');
+GRANT SELECT ON iterable_audience.visible_sync_ids TO PUBLIC;
 ALTER TABLE iterable_audience.sync_runs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE iterable_audience.sync_logs ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_runs ON iterable_audience.sync_runs USING (
-    pg_catalog.pg_has_role((SELECT s.owner FROM iterable_audience.sync s WHERE s.sync_id = sync_runs.sync_id), 'USAGE'));
-CREATE POLICY own_logs ON iterable_audience.sync_logs USING (
-    pg_catalog.pg_has_role((SELECT s.owner FROM iterable_audience.sync s WHERE s.sync_id = sync_logs.sync_id), 'USAGE'));
+CREATE POLICY own_runs ON iterable_audience.sync_runs
+    USING (sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v));
+CREATE POLICY own_logs ON iterable_audience.sync_logs
+    USING (sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v));
 
 CREATE VIEW iterable_audience.syncs WITH (security_barrier) AS
     SELECT s.sync_id, s.sync_name, a.account_name, s.source, s.list_id, s.email_column, s.user_id_column,

@@ -4,6 +4,10 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 
+extern "C" {
+#include "utils/acl.h"
+}
+
 namespace ia {
 
 using pg::UserError;
@@ -113,14 +117,30 @@ load_account(const std::string &name, bool with_key)
 	return a;
 }
 
+bool
+account_usable_by(const Account &account, unsigned int role)
+{
+	Oid user = role;
+	Oid owner = account.owner;
+	if (pg::guard([&] { return superuser_arg(user) || has_privs_of_role(user, owner); }))
+		return true;
+	pg::AsRole as_owner(pg::extension_owner());
+	pg::SqlValue granted = pg::exec_scalar(
+	    "SELECT EXISTS (SELECT 1 FROM iterable_audience.account_usage u WHERE u.account_id = $1::bigint "
+	    "AND pg_catalog.pg_has_role($2::oid, u.grantee, 'USAGE'))",
+	    {std::to_string(account.account_id), std::to_string(role)}, true);
+	return granted && *granted == "t";
+}
+
 void
 check_account_access(const Account &account)
 {
-	if (pg::current_user_is_superuser() || GetUserId() == account.owner)
+	if (account_usable_by(account, GetUserId()))
 		return;
-	throw UserError(ERRCODE_INSUFFICIENT_PRIVILEGE,
-	                "permission denied for account \"" + account.name + "\"",
-	                "Only its owner (" + pg::role_name(account.owner) + ") or a superuser may use this account.");
+	throw UserError(ERRCODE_INSUFFICIENT_PRIVILEGE, "permission denied for account \"" + account.name + "\"",
+	                "Its owner (" + pg::role_name(account.owner) + ") or a superuser may use it, and grant it with "
+	                "iterable_audience.grant_account_usage('" + account.name + "', role_name).");
 }
+
 
 }  // namespace ia

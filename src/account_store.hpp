@@ -20,7 +20,11 @@ struct Account {
 // Loads an account by name; raises a clear error when there is none. Requires an SPI session.
 Account load_account(const std::string &name, bool with_key);
 
-// Throws unless the current user may use the account (superuser or its owner).
+// Whether a role may use the account: a superuser, its owner (or a member of the owner's role), or a
+// role granted usage with grant_account_usage() (or a member of it).
+bool account_usable_by(const Account &account, unsigned int role);
+
+// Throws unless the current user may use the account.
 void check_account_access(const Account &account);
 
 // Iterable's URL for a data center.

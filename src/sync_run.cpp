@@ -119,6 +119,13 @@ Run::plan()
 {
 	report("reading the audience");
 	pg::in_transaction([&] {
+		check_owner_exists(sync_);
+		if (!account_usable_by(account_, sync_.owner))
+			throw pg::UserError(ERRCODE_INSUFFICIENT_PRIVILEGE,
+			                    "the owner of sync \"" + sync_.name + "\" (" + pg::role_name(sync_.owner) +
+			                        ") may no longer use account \"" + account_.name + "\"",
+			                    "Grant it again with iterable_audience.grant_account_usage('" + account_.name +
+			                        "', '" + pg::role_name(sync_.owner) + "').");
 		int64_t audience_rows = stage_audience(sync_, kAudienceTable);
 		previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
 		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());

@@ -83,3 +83,35 @@ SELECT iterable_audience.drop_sync('pro');
 SELECT iterable_audience.drop_sync('pro');
 SELECT iterable_audience.drop_account('emu_email');
 SELECT sync_name FROM iterable_audience.syncs ORDER BY 1;
+
+-- A non-superuser owns a sync on an account a superuser set up and granted to it.
+CREATE ROLE marketer;
+GRANT USAGE ON SCHEMA iterable_audience, iterable_audience_snapshots TO marketer;
+CREATE TABLE marketer_audience (email text);
+INSERT INTO marketer_audience VALUES ('m1@example.com'), ('M2@Example.com '), ('nope');
+ALTER TABLE marketer_audience OWNER TO marketer;
+SET ROLE marketer;
+SELECT iterable_audience.create_sync('m', 'emu', 'marketer_audience', new_list_name => 'M', email_column => 'email');
+SELECT iterable_audience.grant_account_usage('emu', 'marketer');
+RESET ROLE;
+SELECT iterable_audience.grant_account_usage('emu', 'marketer');
+SELECT iterable_audience.grant_account_usage('emu', 'no_such_role');
+SELECT account_name, role_name FROM iterable_audience.account_grants;
+SET ROLE marketer;
+SELECT iterable_audience.create_sync('m', 'emu', 'marketer_audience', new_list_name => 'M', email_column => 'email') > 0 AS created;
+SELECT status, audience_rows, subscribed, failed, api_requests, error FROM iterable_audience.run_sync('m');
+-- Its own runs and logs only; not the key.
+SELECT sync_name, status FROM iterable_audience.sync_runs;
+SELECT record_key, operation, status, error_code FROM iterable_audience.sync_logs ORDER BY record_key;
+SELECT sync_name FROM iterable_audience.syncs;
+SELECT count(*) AS snapshot_rows FROM iterable_audience_snapshots.m_run_1;
+SELECT * FROM iterable_audience.account_secret;
+SELECT * FROM iterable_audience.sync;
+RESET ROLE;
+-- Without the grant, its sync can no longer run, whoever starts it.
+SELECT iterable_audience.revoke_account_usage('emu', 'marketer');
+SELECT status, subscribed, error FROM iterable_audience.run_sync('m');
+SELECT iterable_audience.drop_sync('m');
+DROP TABLE marketer_audience;
+REVOKE USAGE ON SCHEMA iterable_audience, iterable_audience_snapshots FROM marketer;
+DROP ROLE marketer;
