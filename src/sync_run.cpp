@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "account_store.hpp"
@@ -73,6 +74,16 @@ class Run {
 	int64_t list_size_ = 0;
 	int64_t failed_ = 0;
 	std::vector<std::string> notes_;  // said in the run's error column even when it succeeds
+	std::vector<std::pair<const char *, double>> phases_;  // seconds per phase, logged at the end
+
+	template <typename F>
+	void timed(const char *phase, F &&f)
+	{
+		auto start = std::chrono::steady_clock::now();
+		f();
+		phases_.emplace_back(phase, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+	}
+	void log_phases();
 };
 
 std::string
@@ -126,7 +137,8 @@ Run::plan()
 			                        ") may no longer use account \"" + account_.name + "\"",
 			                    "Grant it again with iterable_audience.grant_account_usage('" + account_.name +
 			                        "', '" + pg::role_name(sync_.owner) + "').");
-		int64_t audience_rows = stage_audience(sync_, kAudienceTable);
+		int64_t audience_rows = 0;
+		timed("stage", [&] { audience_rows = stage_audience(sync_, kAudienceTable); });
 		previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
 		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());
 		pg::exec("CREATE UNIQUE INDEX ON pg_temp.ia_plan (seq)");
@@ -409,7 +421,7 @@ Run::perform()
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
 	try {
-		plan();
+		timed("plan", [&] { plan(); });
 	} catch (const pg::PgError &e) {
 		throw RunEnded{"failed", "could not read the audience source: " + e.message +
 		                             "; nothing was sent and no one was unsubscribed. Fix the source or change it with "
@@ -421,15 +433,32 @@ Run::perform()
 	check_removal_guard();
 	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs};
 	if (planned_subscribes_ + planned_unsubscribes_ > 0) {
-		preflight();
-		prepare();
-		send();
+		timed("preflight", [&] { preflight(); });
+		timed("prepare", [&] { prepare(); });
+		timed("send", [&] { send(); });
 	} else {
 		target_.snapshot_table = previous_snapshot_.value_or("");
 		pg::in_transaction([&] { failed_ += record_refused_rows(target_); });
 	}
-	finish(run_status_for(failed_), "");
-	retention();
+	timed("finish", [&] { finish(run_status_for(failed_), ""); });
+	timed("retention", [&] { retention(); });
+	log_phases();
+}
+
+// One LOG line with the time of each phase ("plan" includes "stage", the read of the audience).
+void
+Run::log_phases()
+{
+	std::string text;
+	char part[64];
+	for (const auto &[phase, seconds] : phases_) {
+		snprintf(part, sizeof(part), "%s%s %.3f s", text.empty() ? "" : ", ", phase, seconds);
+		text += part;
+	}
+	pg::guard([&] {
+		ereport(LOG, (errmsg("iterable_audience: run %lld phases: %s", static_cast<long long>(request_.run_id),
+		                     text.c_str())));
+	});
 }
 
 // Records a run that ended early, even while a terminate request is pending.
