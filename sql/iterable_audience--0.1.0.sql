@@ -153,8 +153,10 @@ CREATE INDEX ON iterable_audience.sync_runs (status) WHERE status = 'running';
 COMMENT ON COLUMN iterable_audience.sync_runs.rate_limited IS 'Attempts Iterable answered with 429 (retried by the client)';
 COMMENT ON COLUMN iterable_audience.sync_runs.snapshot_table IS 'Snapshot table holding the list as acknowledged after this run';
 
+-- No foreign key to sync_runs: its check would run per log row against the run's row, which every
+-- batch updates (its counters), and made runs slow down quadratically. drop_sync deletes the logs.
 CREATE TABLE iterable_audience.sync_logs (
-    run_id        bigint NOT NULL REFERENCES iterable_audience.sync_runs ON DELETE CASCADE,
+    run_id        bigint NOT NULL,
     sync_id       bigint NOT NULL,
     logged_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     record_key    text,
