@@ -5,6 +5,7 @@
 #include "account_store.hpp"
 #include "batch_recording.hpp"
 #include "core/iterable_json.hpp"
+#include "core/rate_controller.hpp"
 #include "iterable_call.hpp"
 #include "run_launcher.hpp"
 #include "run_preparation.hpp"
@@ -326,11 +327,20 @@ Run::send()
 	std::optional<std::string> fatal;
 	int64_t done = 0;
 	const int64_t total = planned_subscribes_ + planned_unsubscribes_;
+	// Paces requests once Iterable answers 429 (its limits are not published and come with no
+	// Retry-After); every attempt, retries included, informs it.
+	RateController pacing;
+	const auto clock_start = std::chrono::steady_clock::now();
+	auto now = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count(); };
+	client.set_attempt_observer([&](const AttemptInfo &attempt) {
+		if (attempt.outcome.transport == TransportOutcome::Response)
+			pacing.on_response(now(), attempt.outcome.status == 429);
+	});
 
 	try {
 		for (Phase &phase : phases) {
 			for (;;) {
-				while (!fatal && in_flight.size() < max_in_flight && phase.next <= phase.last) {
+				while (!fatal && in_flight.size() < max_in_flight && phase.next <= phase.last && pacing.may_send(now())) {
 					Batch batch = load_batch(phase.unsubscribe, phase.next,
 					                         std::min(phase.next + batch_size - 1, phase.last));
 					phase.next = batch.last_seq + 1;
@@ -339,12 +349,21 @@ Run::send()
 					    request_body(batch));
 					http.tag = next_tag;
 					client.submit(std::move(http), options);
+					pacing.on_sent(now());
 					in_flight.emplace(next_tag++, std::move(batch));
 				}
-				if (in_flight.empty())
+				bool more = !fatal && phase.next <= phase.last;
+				if (in_flight.empty() && !more)
 					break;
 				pg::throw_if_interrupted();
-				for (const HttpResult &result : client.poll(100)) {
+				int wait_ms = 100;
+				if (more && in_flight.size() < max_in_flight)
+					wait_ms = std::clamp(static_cast<int>(pacing.wait_seconds(now()) * 1000), 1, 100);
+				if (in_flight.empty()) {
+					pg_usleep(wait_ms * 1000L);  // paced, nothing to wait for: poll() would return at once
+					continue;
+				}
+				for (const HttpResult &result : client.poll(wait_ms)) {
 					auto it = in_flight.find(result.tag);
 					if (it == in_flight.end())
 						continue;
@@ -361,9 +380,11 @@ Run::send()
 				break;
 		}
 	} catch (...) {
+		client.set_attempt_observer(nullptr);
 		client.abort_all();  // the batches in flight are lost; the next run sends them again
 		throw;
 	}
+	client.set_attempt_observer(nullptr);
 	if (fatal)
 		throw RunEnded{"failed", *fatal + "; records Iterable acknowledged before that are kept"};
 }
