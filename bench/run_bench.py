@@ -60,8 +60,8 @@ def machine():
 def worker_usage(cluster, run_id):
     """(user+system CPU seconds, peak RSS kB, phase timings dict) the run's worker logged."""
     log = cluster.server_log()
-    m = re.search(r"iterable_audience: run %d used ([\d.]+) s user CPU, ([\d.]+) s system CPU, peak RSS (\d+) kB"
-                  % run_id, log)
+    m = re.search(r"iterable_audience: run %d used ([\d.]+) s user CPU, ([\d.]+) s system CPU, peak RSS (\d+) kB "
+                  r"\(shared buffers included\), peak private memory (\d+) kB" % run_id, log)
     phases = {}
     p = re.search(r"iterable_audience: run %d phases: (.*)" % run_id, log)
     if p:
@@ -69,7 +69,7 @@ def worker_usage(cluster, run_id):
             phases[name] = float(secs)
     if not m:
         return None, None, phases
-    return float(m.group(1)) + float(m.group(2)), int(m.group(3)), phases
+    return float(m.group(1)) + float(m.group(2)), (int(m.group(3)), int(m.group(4))), phases
 
 
 class Bench:
@@ -143,7 +143,9 @@ class Bench:
         self.rows.append(("initial sync %s rows: worker CPU s per 1M rows" % label,
                           "%.2f (COPY floor %.2f; ratio %.2f)" % (cpu * 1e6 / n, floor * 1e6 / n, cpu / floor),
                           "<= 3x floor"))
-        self.rows.append(("initial sync %s rows: peak RSS of the run's worker" % label, "%.0f MB" % (rss / 1024),
+        self.rows.append(("initial sync %s rows: peak memory of the run's worker" % label,
+                          "%.0f MB private (RssAnon); %.0f MB RSS incl. shared buffers touched" % (rss[1] / 1024,
+                                                                                                rss[0] / 1024),
                           "< 128 MB, flat 1M -> 10M"))
         self.phase_note("initial %s" % label, phases)
 

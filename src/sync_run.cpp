@@ -7,6 +7,7 @@
 #include "core/iterable_json.hpp"
 #include "core/rate_controller.hpp"
 #include "iterable_call.hpp"
+#include "memory_usage.hpp"
 #include "run_launcher.hpp"
 #include "run_preparation.hpp"
 #include "settings.hpp"
@@ -82,6 +83,7 @@ class Run {
 	{
 		auto start = std::chrono::steady_clock::now();
 		f();
+		sample_private_memory();
 		phases_.emplace_back(phase, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 	}
 	void log_phases();
@@ -102,6 +104,7 @@ Run::run_label() const
 void
 Run::report(const std::string &what)
 {
+	sample_private_memory();
 	std::string text = "iterable_audience: " + run_label() + ": " + what;
 	pg::guard([&] { pgstat_report_activity(STATE_RUNNING, text.c_str()); });
 }

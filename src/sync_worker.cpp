@@ -3,6 +3,7 @@
 // which never throws.
 #include <sys/resource.h>
 
+#include "memory_usage.hpp"
 #include "run_request.hpp"
 #include "sync_run.hpp"
 
@@ -75,10 +76,12 @@ ia_sync_worker_main(Datum)
 	// What the run cost this process: for operators sizing machines, and read by bench/.
 	struct rusage usage;
 	if (getrusage(RUSAGE_SELF, &usage) == 0)
-		ereport(LOG, (errmsg("iterable_audience: run %lld used %.3f s user CPU, %.3f s system CPU, peak RSS %ld kB",
+		ereport(LOG, (errmsg("iterable_audience: run %lld used %.3f s user CPU, %.3f s system CPU, peak RSS %ld kB "
+		                     "(shared buffers included), peak private memory %ld kB",
 		                     static_cast<long long>(request.run_id),
 		                     usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6,
-		                     usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6, usage.ru_maxrss)));
+		                     usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6, usage.ru_maxrss,
+		                     ia::peak_private_memory_kb())));
 	pgstat_report_activity(STATE_IDLE, nullptr);
 	proc_exit(0);
 }
