@@ -246,7 +246,8 @@ def main():
     if not args.quick:
         res = subprocess.run([sys.executable, os.path.join(HERE, "emulator_ceiling.py"), "--seconds", "10"],
                              capture_output=True, text=True)
-        emulator_line = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else res.stderr.strip()[-300:]
+        lines = [l.strip() for l in res.stdout.splitlines() if "subscribers/second" in l or "requests/second" in l]
+        emulator_line = "; ".join(lines) if lines else res.stderr.strip()[-300:]
 
     text = render(args, info, bench.rows, emulator_line)
     print(text)

@@ -169,7 +169,6 @@ CREATE TABLE iterable_audience.sync_logs (
     error_message text
 );
 CREATE INDEX ON iterable_audience.sync_logs (run_id);
-CREATE INDEX ON iterable_audience.sync_logs (sync_id, logged_at);
 
 -- Records whose last attempt failed, with the hash of the values that failed: with
 -- retry_failed_records off they are sent again only when those values change.

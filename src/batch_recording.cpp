@@ -7,70 +7,69 @@ namespace ia {
 void
 record_batch(const RunTarget &t, const BatchOutcome &o)
 {
-	std::vector<pg::SqlValue> seqs, codes, messages, retryable;
+	std::vector<pg::SqlValue> seqs, failed_seqs, codes, messages, retryable;
+	seqs.reserve(o.seqs.size());
+	for (int64_t seq : o.seqs)
+		seqs.emplace_back(std::to_string(seq));
 	for (const RowFailure &f : o.failures) {
-		seqs.emplace_back(std::to_string(f.seq));
+		failed_seqs.emplace_back(std::to_string(f.seq));
 		codes.emplace_back(f.error_code);
 		messages.emplace_back(f.error_message);
 		retryable.emplace_back(f.retryable ? "t" : "f");
 	}
 	const std::string run = std::to_string(t.run_id), sync = std::to_string(t.sync_id);
-	const std::string lo = std::to_string(o.first_seq), hi = std::to_string(o.last_seq);
-	const std::string failed = "(SELECT * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[]) "
-	                           "AS f(seq, code, message, retryable))";
-	const std::vector<pg::SqlValue> params = {lo, hi, pg::array_literal(seqs), pg::array_literal(codes),
-	                                          pg::array_literal(messages), pg::array_literal(retryable)};
+	const std::vector<pg::SqlValue> params = {pg::array_literal(seqs), pg::array_literal(failed_seqs),
+	                                          pg::array_literal(codes), pg::array_literal(messages),
+	                                          pg::array_literal(retryable)};
+	const std::string failed = "unnest($2::bigint[], $3::text[], $4::text[], $5::boolean[]) AS f(seq, code, message, retryable)";
 
+	// One statement reads the batch's plan rows once, writes its log rows and applies to the snapshot
+	// what Iterable acknowledged, and nothing else.
+	std::string sql = "WITH batch AS (SELECT p.record_key, p.operation, p.action, p.email, p.user_id, p.row_hash, "
+	                  "p.error_message, f.code, f.message, p.seq FROM " + t.plan_table + " p LEFT JOIN " + failed +
+	                  " ON f.seq = p.seq WHERE p.seq = ANY($1::bigint[]))";
 	if (t.keep_logs)
-		pg::exec(("INSERT INTO iterable_audience.sync_logs (run_id, sync_id, record_key, operation, action, email, "
-		          "user_id, status, error_code, error_message) SELECT " + run + ", " + sync +
-		          ", p.record_key, p.operation, p.action, p.email, p.user_id, "
-		          "CASE WHEN f.seq IS NULL THEN 'succeeded' ELSE 'failed' END, f.code, coalesce(f.message, p.error_message) "
-		          "FROM " + t.plan_table + " p LEFT JOIN " + failed +
-		          " f ON f.seq = p.seq WHERE p.seq BETWEEN $1::bigint AND $2::bigint ORDER BY p.seq")
-		             .c_str(),
-		         params);
-
-	// The snapshot follows what Iterable acknowledged, nothing else.
-	const std::string succeeded = "p.seq BETWEEN $1::bigint AND $2::bigint AND p.seq <> ALL($3::bigint[])";
+		sql += ", logs AS (INSERT INTO iterable_audience.sync_logs (run_id, sync_id, record_key, operation, action, "
+		       "email, user_id, status, error_code, error_message) SELECT " + run + ", " + sync +
+		       ", b.record_key, b.operation, b.action, b.email, b.user_id, "
+		       "CASE WHEN b.code IS NULL THEN 'succeeded' ELSE 'failed' END, b.code, coalesce(b.message, b.error_message) "
+		       "FROM batch b ORDER BY b.seq)";
 	if (o.unsubscribe)
-		pg::exec(("DELETE FROM " + t.snapshot_table + " s USING " + t.plan_table + " p WHERE " + succeeded +
-		          " AND s.record_key = p.record_key")
-		             .c_str(),
-		         params);
+		sql += ", snap AS (DELETE FROM " + t.snapshot_table +
+		       " s USING batch b WHERE b.code IS NULL AND s.record_key = b.record_key)";
 	else
-		pg::exec(("INSERT INTO " + t.snapshot_table +
-		          " (record_key, email, user_id, row_hash, synced_at, run_id) SELECT p.record_key, p.email, p.user_id, "
-		          "p.row_hash, clock_timestamp(), " + run + " FROM " + t.plan_table + " p WHERE " + succeeded +
-		          " ON CONFLICT (record_key) DO UPDATE SET email = EXCLUDED.email, user_id = EXCLUDED.user_id, "
-		          "row_hash = EXCLUDED.row_hash, synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id")
-		             .c_str(),
-		         params);
+		sql += ", snap AS (INSERT INTO " + t.snapshot_table +
+		       " (record_key, email, user_id, row_hash, synced_at, run_id) SELECT b.record_key, b.email, b.user_id, "
+		       "b.row_hash, clock_timestamp(), " + run + " FROM batch b WHERE b.code IS NULL "
+		       "ON CONFLICT (record_key) DO UPDATE SET email = EXCLUDED.email, user_id = EXCLUDED.user_id, "
+		       "row_hash = EXCLUDED.row_hash, synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id)";
+	sql += " SELECT 1";
+	pg::exec(sql.c_str(), params);
 
 	// Remember failures (with the hash of the values that failed), forget successes.
-	pg::exec(("DELETE FROM iterable_audience.record_failure r USING " + t.plan_table + " p WHERE r.sync_id = " + sync +
-	          " AND " + succeeded +
-	          " AND r.record_key = p.record_key")
-	             .c_str(),
-	         params);
+	if (t.failures_possible)
+		pg::exec(("DELETE FROM iterable_audience.record_failure r USING " + t.plan_table +
+		          " p WHERE r.sync_id = " + sync + " AND p.seq = ANY($1::bigint[]) AND p.seq <> ALL($2::bigint[]) "
+		          "AND r.record_key = p.record_key")
+		             .c_str(),
+		         {params[0], params[1]});
 	if (!o.failures.empty())
 		pg::exec(("INSERT INTO iterable_audience.record_failure (sync_id, record_key, value_hash, error_code, retryable, "
 		          "run_id) SELECT " + sync + ", p.record_key, p.row_hash, f.code, f.retryable, " + run + " FROM " +
 		          t.plan_table + " p JOIN " + failed +
-		          " f ON f.seq = p.seq WHERE p.seq BETWEEN $1::bigint AND $2::bigint AND p.record_key IS NOT NULL "
+		          " ON f.seq = p.seq WHERE p.seq = ANY($1::bigint[]) AND p.record_key IS NOT NULL "
 		          "ON CONFLICT (sync_id, record_key) DO UPDATE SET value_hash = EXCLUDED.value_hash, "
 		          "error_code = EXCLUDED.error_code, retryable = EXCLUDED.retryable, run_id = EXCLUDED.run_id")
 		             .c_str(),
 		         params);
 
-	int64_t rows = o.last_seq - o.first_seq + 1;
+	int64_t rows = static_cast<int64_t>(o.seqs.size());
 	int64_t failures = static_cast<int64_t>(o.failures.size());
-	std::string ok = std::to_string(rows - failures);
-	pg::exec(("UPDATE iterable_audience.sync_runs SET " + std::string(o.unsubscribe ? "unsubscribed" : "subscribed") +
-	          " = " + std::string(o.unsubscribe ? "unsubscribed" : "subscribed") + " + " + ok +
-	          ", failed = failed + " + std::to_string(failures) + ", api_requests = api_requests + " +
-	          std::to_string(o.requests) + ", rate_limited = rate_limited + " + std::to_string(o.rate_limited) +
-	          " WHERE run_id = " + run)
+	std::string counter = o.unsubscribe ? "unsubscribed" : "subscribed";
+	pg::exec(("UPDATE iterable_audience.sync_runs SET " + counter + " = " + counter + " + " +
+	          std::to_string(rows - failures) + ", failed = failed + " + std::to_string(failures) +
+	          ", api_requests = api_requests + " + std::to_string(o.requests) +
+	          ", rate_limited = rate_limited + " + std::to_string(o.rate_limited) + " WHERE run_id = " + run)
 	             .c_str());
 }
 

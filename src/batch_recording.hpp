@@ -17,8 +17,7 @@ struct RowFailure {
 };
 
 struct BatchOutcome {
-	int64_t first_seq;
-	int64_t last_seq;
+	std::vector<int64_t> seqs;  // the plan rows of the batch
 	bool unsubscribe;
 	std::vector<RowFailure> failures;  // rows not listed here succeeded
 	int64_t requests;                  // HTTP attempts spent
@@ -31,6 +30,7 @@ struct RunTarget {
 	std::string plan_table;      // pg_temp table holding the plan
 	std::string snapshot_table;  // this run's snapshot table (qualified, quoted)
 	bool keep_logs;
+	bool failures_possible;      // record_failure may hold rows of this sync (else no need to clear them)
 };
 
 // Requires an open transaction with SPI.

@@ -216,10 +216,19 @@ plan_sql(const SyncDefinition &sync, const std::string &audience_table, const st
 	const std::string reset = sync.reset_pending ? "true" : "false";
 	const std::string retry = sync.retry_failed_records ? "true" : "false";
 	const std::string sync_id = std::to_string(sync.sync_id);
+	const std::string a = audience_table;
 
-	return "WITH ranked AS (SELECT a.*, row_number() OVER (PARTITION BY a.record_key ORDER BY a.row_hash, a.email, "
-	       "a.user_id, a.data_fields::text) AS dup_rank FROM " +
-	       audience_table + " a WHERE a.problem IS NULL), "
+	// Duplicate keys are found by hashing (no sort of the audience); only rows whose key is
+	// duplicated are ranked, deterministically, to choose the one that is sent.
+	return "WITH dup_keys AS (SELECT record_key FROM " + a +
+	       " WHERE problem IS NULL GROUP BY record_key HAVING count(*) > 1), "
+	       "ranked_dups AS (SELECT d.*, row_number() OVER (PARTITION BY d.record_key ORDER BY d.row_hash, d.email, "
+	       "d.user_id, d.data_fields::text) AS dup_rank FROM " + a +
+	       " d WHERE d.problem IS NULL AND d.record_key IN (SELECT record_key FROM dup_keys)), "
+	       "winners AS (SELECT u.record_key, u.email, u.user_id, u.data_fields, u.note, u.row_hash FROM " + a +
+	       " u WHERE u.problem IS NULL AND NOT EXISTS (SELECT 1 FROM dup_keys k WHERE k.record_key = u.record_key) "
+	       "UNION ALL SELECT r.record_key, r.email, r.user_id, r.data_fields, r.note, r.row_hash FROM ranked_dups r "
+	       "WHERE r.dup_rank = 1), "
 	       "diff AS (SELECT CASE WHEN p.record_key IS NULL OR (" + reset +
 	       " AND w.record_key IS NOT NULL) THEN 'insert' WHEN w.record_key IS NULL THEN 'delete' ELSE 'update' END AS "
 	       "operation, coalesce(w.record_key, p.record_key) AS record_key, "
@@ -227,22 +236,21 @@ plan_sql(const SyncDefinition &sync, const std::string &audience_table, const st
 	       "CASE WHEN w.record_key IS NULL THEN p.user_id ELSE w.user_id END AS user_id, "
 	       "w.data_fields, true AS valid, NULL::text AS error_code, w.note AS error_message, "
 	       "coalesce(w.row_hash, 0) AS row_hash "
-	       "FROM (SELECT * FROM ranked WHERE dup_rank = 1) w FULL JOIN " +
-	       snapshot + " p ON p.record_key = w.record_key "
+	       "FROM winners w FULL JOIN " + snapshot + " p ON p.record_key = w.record_key "
 	       "WHERE w.record_key IS NULL OR p.record_key IS NULL OR w.row_hash <> p.row_hash OR " + reset +
 	       "), refused AS ("
-	       "SELECT 'insert'::text AS operation, a.record_key, coalesce(a.email, btrim(a.raw_email)) AS email, "
-	       "coalesce(a.user_id, a.raw_user_id) AS user_id, a.data_fields, false AS valid, a.problem AS error_code, "
-	       "a.note AS error_message, a.row_hash FROM " +
-	       audience_table + " a WHERE a.problem IS NOT NULL "
+	       "SELECT 'insert'::text AS operation, x.record_key, coalesce(x.email, btrim(x.raw_email)) AS email, "
+	       "coalesce(x.user_id, x.raw_user_id) AS user_id, x.data_fields, false AS valid, x.problem AS error_code, "
+	       "x.note AS error_message, x.row_hash FROM " + a + " x WHERE x.problem IS NOT NULL "
 	       "UNION ALL SELECT CASE WHEN p.record_key IS NULL THEN 'insert' ELSE 'update' END, r.record_key, r.email, "
 	       "r.user_id, r.data_fields, false, 'duplicate_key', "
 	       "'another audience row has the same record key; only one row per key is sent', r.row_hash "
-	       "FROM ranked r LEFT JOIN " +
-	       snapshot + " p ON p.record_key = r.record_key WHERE r.dup_rank > 1), "
+	       "FROM ranked_dups r LEFT JOIN " + snapshot + " p ON p.record_key = r.record_key WHERE r.dup_rank > 1), "
 	       "everything AS (SELECT * FROM diff UNION ALL SELECT * FROM refused) "
-	       "SELECT row_number() OVER (ORDER BY e.valid DESC, (e.operation = 'delete') DESC, e.record_key, e.row_hash) "
-	       "AS seq, e.operation, CASE WHEN e.operation = 'delete' THEN 'unsubscribe' ELSE 'subscribe' END AS action, "
+	       // Numbered without sorting: a run sends class 0 (unsubscribes), then 1 (subscribes); 2 is refused.
+	       "SELECT row_number() OVER () AS seq, "
+	       "CASE WHEN NOT e.valid THEN 2 WHEN e.operation = 'delete' THEN 0 ELSE 1 END AS batch_class, "
+	       "e.operation, CASE WHEN e.operation = 'delete' THEN 'unsubscribe' ELSE 'subscribe' END AS action, "
 	       "e.record_key, e.email, e.user_id, e.data_fields, e.valid, e.error_code, e.error_message, e.row_hash "
 	       "FROM everything e LEFT JOIN iterable_audience.record_failure f ON f.sync_id = " +
 	       sync_id + " AND f.record_key = e.record_key "

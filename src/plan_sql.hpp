@@ -7,8 +7,8 @@
 //     It runs as the sync's owner, into a temporary table.
 //  2. plan_sql(): diffs that table against the sync's latest snapshot table set-based (one FULL JOIN
 //     on the record key), adds the rows refused by validation and the duplicate keys, drops records
-//     whose earlier failure should not be retried, and numbers the rows: sendable unsubscribes first,
-//     then sendable subscribes, then refused rows, so that every batch is a contiguous seq range.
+//     whose earlier failure should not be retried, and numbers the rows (seq, in no particular order)
+//     with their batch_class: 0 sendable unsubscribes, 1 sendable subscribes, 2 refused rows.
 #pragma once
 
 #include <optional>
@@ -21,8 +21,8 @@ namespace ia {
 // Columns: raw_email, raw_user_id, email, user_id, data_fields, record_key, problem, note, row_hash.
 std::string audience_sql(const SyncDefinition &sync);
 
-// Columns: seq, operation, action, record_key, email, user_id, data_fields, valid, error_code,
-// error_message, row_hash. `snapshot_table` is schema-qualified and quoted, or nullopt for none.
+// Columns: seq, batch_class, operation, action, record_key, email, user_id, data_fields, valid,
+// error_code, error_message, row_hash. `snapshot_table` is schema-qualified and quoted, or nullopt for none.
 std::string plan_sql(const SyncDefinition &sync, const std::string &audience_table,
                      const std::optional<std::string> &snapshot_table);
 

@@ -24,7 +24,7 @@ IA_SQL_FUNCTION(ia_preview_sync)
 
 	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields, valid, error_code, "
 	                  "error_message FROM (" +
-	                  ia::staged_plan_sql(sync, audience) + ") plan ORDER BY seq";
+	                  ia::staged_plan_sql(sync, audience) + ") plan ORDER BY batch_class, record_key, seq";
 	{
 		ia::pg::AsRole as_owner(ia::pg::extension_owner());
 		// Stream the plan into the result in chunks: memory does not grow with the audience.

@@ -340,7 +340,9 @@ IA_SQL_FUNCTION(ia_drop_sync)
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
 	ia::SyncLock lock(s.sync_id, "drop");
 	ia::drop_snapshot_tables(s.sync_id, 0);
-	ia::pg::exec("DELETE FROM iterable_audience.sync_logs WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});
+	ia::pg::exec("DELETE FROM iterable_audience.sync_logs WHERE run_id IN (SELECT run_id FROM "
+	             "iterable_audience.sync_runs WHERE sync_id = $1::bigint)",
+	             {std::to_string(s.sync_id)});
 	ia::pg::exec("DELETE FROM iterable_audience.sync WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});
 	spi.finish();
 	PG_RETURN_VOID();

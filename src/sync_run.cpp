@@ -39,8 +39,7 @@ struct RunEnded {
 };
 
 struct Batch {
-	int64_t first_seq;
-	int64_t last_seq;
+	std::vector<int64_t> seqs;  // plan rows, in the order of subscribers
 	bool unsubscribe;
 	std::vector<Subscriber> subscribers;
 };
@@ -57,7 +56,7 @@ class Run {
 	void preflight();
 	void prepare();
 	void send();
-	Batch load_batch(bool unsubscribe, int64_t first, int64_t last);
+	Batch load_batch(bool unsubscribe, int64_t after_seq, int64_t size);
 	std::string request_body(const Batch &batch) const;
 	BatchOutcome judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal);
 	void finish(const std::string &status, const std::string &error);
@@ -75,6 +74,7 @@ class Run {
 	int64_t refused_ = 0;
 	int64_t list_size_ = 0;
 	int64_t failed_ = 0;
+	bool failures_possible_ = true;
 	std::vector<std::string> notes_;  // said in the run's error column even when it succeeds
 	std::vector<std::pair<const char *, double>> phases_;  // seconds per phase, logged at the end
 
@@ -146,6 +146,10 @@ Run::plan()
 		previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
 		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());
 		pg::exec("CREATE UNIQUE INDEX ON pg_temp.ia_plan (seq)");
+		pg::exec("CREATE INDEX ON pg_temp.ia_plan (batch_class, seq)");
+		failures_possible_ = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM iterable_audience.record_failure "
+		                                     "WHERE sync_id = $1::bigint)",
+		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
 		pg::SqlResult counts = pg::exec(
 		    "SELECT count(*) FILTER (WHERE valid AND action = 'subscribe'), "
 		    "count(*) FILTER (WHERE valid AND action = 'unsubscribe'), count(*) FILTER (WHERE NOT valid) "
@@ -222,32 +226,35 @@ Run::prepare()
 		    create_snapshot_table(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_);
 		pg::exec("UPDATE iterable_audience.sync_runs SET snapshot_table = $2 WHERE run_id = $1::bigint",
 		         {std::to_string(request_.run_id), target_.snapshot_table});
-		failed_ += record_refused_rows(target_);
+		int64_t refused = record_refused_rows(target_);
+		failed_ += refused;
+		target_.failures_possible = target_.failures_possible || refused > 0;  // refused rows are remembered
 	});
 }
 
+// The next `size` rows of a class after `after_seq` (index on batch_class, seq).
 Batch
-Run::load_batch(bool unsubscribe, int64_t first, int64_t last)
+Run::load_batch(bool unsubscribe, int64_t after_seq, int64_t size)
 {
-	Batch batch{first, last, unsubscribe, {}};
+	Batch batch{{}, unsubscribe, {}};
 	pg::SqlResult rows = pg::in_transaction([&] {
-		return pg::exec("SELECT email, user_id, data_fields::text FROM pg_temp.ia_plan "
-		                "WHERE seq BETWEEN $1::bigint AND $2::bigint ORDER BY seq",
-		                {std::to_string(first), std::to_string(last)}, true);
+		return pg::exec("SELECT seq, email, user_id, data_fields::text FROM pg_temp.ia_plan "
+		                "WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint",
+		                {unsubscribe ? "0" : "1", std::to_string(after_seq), std::to_string(size)}, true);
 	});
+	batch.seqs.reserve(rows.rows.size());
 	batch.subscribers.reserve(rows.rows.size());
 	for (pg::SqlRow &row : rows.rows) {
+		batch.seqs.push_back(std::stoll(*row[0]));
 		Subscriber s;
-		if (row[0])
-			s.email = std::move(*row[0]);
 		if (row[1])
-			s.user_id = std::move(*row[1]);
-		if (row[2] && !unsubscribe)
-			s.data_fields_json = std::move(*row[2]);
+			s.email = std::move(*row[1]);
+		if (row[2])
+			s.user_id = std::move(*row[2]);
+		if (row[3] && !unsubscribe)
+			s.data_fields_json = std::move(*row[3]);
 		batch.subscribers.push_back(std::move(s));
 	}
-	if (static_cast<int64_t>(batch.subscribers.size()) != last - first + 1)
-		throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
 	return batch;
 }
 
@@ -266,9 +273,9 @@ Run::request_body(const Batch &batch) const
 BatchOutcome
 Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal)
 {
-	BatchOutcome o{batch.first_seq, batch.last_seq, batch.unsubscribe, {}, result.attempts, result.rate_limited};
+	BatchOutcome o{batch.seqs, batch.unsubscribe, {}, result.attempts, result.rate_limited};
 	auto fail_all = [&](const std::string &code, const std::string &message) {
-		for (int64_t seq = batch.first_seq; seq <= batch.last_seq; seq++)
+		for (int64_t seq : batch.seqs)
 			o.failures.push_back({seq, code, message, true});
 	};
 	if (call_succeeded(result)) {
@@ -278,7 +285,7 @@ Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::stri
 			for (size_t i = 0; i < response.rows.size(); i++) {
 				const RowOutcome &row = response.rows[i];
 				if (!row.succeeded)
-					o.failures.push_back({batch.first_seq + static_cast<int64_t>(i), row.error_code, row.error_message,
+					o.failures.push_back({batch.seqs[i], row.error_code, row.error_message,
 					                      row.error_code != "forgotten"});
 			}
 			if (response.unattributed_failures > 0)
@@ -318,13 +325,12 @@ Run::send()
 	const size_t max_in_flight = static_cast<size_t>(std::max(1, settings::max_requests_in_flight));
 	struct Phase {
 		bool unsubscribe;
-		int64_t next;
-		int64_t last;
+		int64_t after_seq;  // rows of this class up to here are sent
+		int64_t left;       // rows of this class not yet sent
 	};
 	// Unsubscribes first: a record whose key changed is unsubscribed under the old key before the same
 	// user is subscribed under the new one.
-	Phase phases[2] = {{true, 1, planned_unsubscribes_},
-	                   {false, planned_unsubscribes_ + 1, planned_unsubscribes_ + planned_subscribes_}};
+	Phase phases[2] = {{true, 0, planned_unsubscribes_}, {false, 0, planned_subscribes_}};
 	std::map<uint64_t, Batch> in_flight;
 	uint64_t next_tag = 1;
 	std::optional<std::string> fatal;
@@ -343,10 +349,12 @@ Run::send()
 	try {
 		for (Phase &phase : phases) {
 			for (;;) {
-				while (!fatal && in_flight.size() < max_in_flight && phase.next <= phase.last && pacing.may_send(now())) {
-					Batch batch = load_batch(phase.unsubscribe, phase.next,
-					                         std::min(phase.next + batch_size - 1, phase.last));
-					phase.next = batch.last_seq + 1;
+				while (!fatal && in_flight.size() < max_in_flight && phase.left > 0 && pacing.may_send(now())) {
+					Batch batch = load_batch(phase.unsubscribe, phase.after_seq, std::min(batch_size, phase.left));
+					if (batch.seqs.empty())
+						throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
+					phase.after_seq = batch.seqs.back();
+					phase.left -= static_cast<int64_t>(batch.seqs.size());
 					HttpRequest http = iterable_request(
 					    account_, "POST", phase.unsubscribe ? "/api/lists/unsubscribe" : "/api/lists/subscribe",
 					    request_body(batch));
@@ -355,7 +363,7 @@ Run::send()
 					pacing.on_sent(now());
 					in_flight.emplace(next_tag++, std::move(batch));
 				}
-				bool more = !fatal && phase.next <= phase.last;
+				bool more = !fatal && phase.left > 0;
 				if (in_flight.empty() && !more)
 					break;
 				pg::throw_if_interrupted();
@@ -375,7 +383,7 @@ Run::send()
 					BatchOutcome outcome = judge(batch, result, fatal);
 					pg::in_transaction([&] { record_batch(target_, outcome); });
 					failed_ += static_cast<int64_t>(outcome.failures.size());
-					done += batch.last_seq - batch.first_seq + 1;
+					done += static_cast<int64_t>(batch.seqs.size());
 					report("sent " + std::to_string(done) + " of " + std::to_string(total) + " records");
 				}
 			}
@@ -420,8 +428,10 @@ Run::retention()
 		pg::in_transaction([&] {
 			pg::exec("SET LOCAL lock_timeout = '5s'");
 			// Never this run's own logs: with 0 days they would be gone as soon as written.
-			pg::exec("DELETE FROM iterable_audience.sync_logs WHERE sync_id = $1::bigint "
-			         "AND logged_at < now() - make_interval(days => $2::integer) AND run_id <> $3::bigint",
+			// By run (sync_logs is indexed on run_id only: one index less to maintain per log row).
+			pg::exec("DELETE FROM iterable_audience.sync_logs WHERE run_id IN (SELECT r.run_id FROM "
+			         "iterable_audience.sync_runs r WHERE r.sync_id = $1::bigint AND r.run_id <> $3::bigint) "
+			         "AND logged_at < now() - make_interval(days => $2::integer)",
 			         {std::to_string(sync_.sync_id), std::to_string(sync_.sync_log_retention_days),
 			          std::to_string(request_.run_id)});
 			drop_snapshot_tables(sync_.sync_id, sync_.snapshot_retention);
@@ -455,7 +465,7 @@ Run::perform()
 		                             (e.hint.empty() ? std::string() : ". " + e.hint)};
 	}
 	check_removal_guard();
-	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs};
+	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs, failures_possible_};
 	if (planned_subscribes_ + planned_unsubscribes_ > 0) {
 		timed("preflight", [&] { preflight(); });
 		timed("prepare", [&] { prepare(); });
