@@ -39,6 +39,7 @@ struct RunEnded {
 };
 
 struct Batch {
+	int64_t after_seq;          // the batch holds the next rows of its class after this seq
 	std::vector<int64_t> seqs;  // plan rows, in the order of subscribers
 	bool unsubscribe;
 	std::vector<Subscriber> subscribers;
@@ -147,6 +148,9 @@ Run::plan()
 		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());
 		pg::exec("CREATE UNIQUE INDEX ON pg_temp.ia_plan (seq)");
 		pg::exec("CREATE INDEX ON pg_temp.ia_plan (batch_class, seq)");
+		// Temporary tables get no statistics on their own; without them the batch fetch
+		// (next rows of a class by seq) is planned as a bitmap scan and sort of all remaining rows.
+		pg::exec("ANALYZE pg_temp.ia_plan");
 		failures_possible_ = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM iterable_audience.record_failure "
 		                                     "WHERE sync_id = $1::bigint)",
 		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
@@ -236,7 +240,7 @@ Run::prepare()
 Batch
 Run::load_batch(bool unsubscribe, int64_t after_seq, int64_t size)
 {
-	Batch batch{{}, unsubscribe, {}};
+	Batch batch{after_seq, {}, unsubscribe, {}};
 	pg::SqlResult rows = pg::in_transaction([&] {
 		return pg::exec("SELECT seq, email, user_id, data_fields::text FROM pg_temp.ia_plan "
 		                "WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint",
@@ -273,7 +277,8 @@ Run::request_body(const Batch &batch) const
 BatchOutcome
 Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal)
 {
-	BatchOutcome o{batch.seqs, batch.unsubscribe, {}, result.attempts, result.rate_limited};
+	BatchOutcome o{batch.after_seq, batch.seqs.back(), static_cast<int64_t>(batch.seqs.size()), batch.unsubscribe, {},
+	               result.attempts, result.rate_limited};
 	auto fail_all = [&](const std::string &code, const std::string &message) {
 		for (int64_t seq : batch.seqs)
 			o.failures.push_back({seq, code, message, true});
