@@ -107,7 +107,13 @@ SELECT sync_name FROM iterable_audience.syncs;
 SELECT count(*) AS snapshot_rows FROM iterable_audience_snapshots.m_run_1;
 SELECT * FROM iterable_audience.account_secret;
 SELECT * FROM iterable_audience.sync;
+-- A source cannot take the worker's superuser rights: switching role inside it is refused.
+SELECT iterable_audience.create_sync('escape', 'emu',
+       'SELECT email FROM marketer_audience WHERE set_config(''role'', ''postgres'', true) IS NOT NULL',
+       new_list_name => 'Escape', email_column => 'email') > 0 AS created;
 RESET ROLE;
+SELECT status, subscribed, error FROM iterable_audience.run_sync('escape');
+SELECT iterable_audience.drop_sync('escape');
 -- Without the grant, its sync can no longer run, whoever starts it.
 SELECT iterable_audience.revoke_account_usage('emu', 'marketer');
 SELECT status, subscribed, error FROM iterable_audience.run_sync('m');
