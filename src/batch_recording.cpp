@@ -11,16 +11,17 @@ load_and_mark_batch(const RunTarget &t, bool unsubscribe, int64_t after_seq, int
 	const std::string in_doubt = std::to_string(kInDoubtHash);
 	// One statement: the batch's plan rows, and their marks in the snapshot. An unsubscribed record
 	// stays in the snapshot until Iterable acknowledges it; a subscribed one is there from now on.
-	std::string sql = "WITH b AS (SELECT seq, email, user_id, data_fields, record_key FROM " + t.plan_table +
+	std::string sql = "WITH b AS (SELECT seq, email, user_id, data_fields, record_key, prev_hash FROM " + t.plan_table +
 	                  " WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint), ";
 	if (unsubscribe)
 		sql += "m AS (UPDATE " + t.snapshot_table + " s SET row_hash = " + in_doubt +
 		       " FROM b WHERE s.record_key = b.record_key) ";
-	else
+	else  // a record the snapshot did not have at planning (prev_hash NULL) is not in it: no conflict
 		sql += "m AS (INSERT INTO " + t.snapshot_table +
 		       " (record_key, email, user_id, row_hash, synced_at, run_id) SELECT b.record_key, b.email, b.user_id, " +
-		       in_doubt + ", clock_timestamp(), " + std::to_string(t.run_id) +
-		       " FROM b ON CONFLICT (record_key) DO UPDATE SET row_hash = " + in_doubt + ") ";
+		       in_doubt + ", clock_timestamp(), " + std::to_string(t.run_id) + " FROM b WHERE b.prev_hash IS NULL), "
+		       "u AS (UPDATE " + t.snapshot_table + " s SET row_hash = " + in_doubt +
+		       " FROM b WHERE b.prev_hash IS NOT NULL AND s.record_key = b.record_key) ";
 	sql += "SELECT seq, email, user_id, data_fields::text FROM b ORDER BY seq";
 	return pg::in_transaction([&] {
 		// The marks must be on disk before Iterable may apply the batch, whatever the server's setting.
@@ -63,11 +64,10 @@ record_batch(const RunTarget &t, const BatchOutcome &o)
 		sql += ", snap AS (DELETE FROM " + t.snapshot_table +
 		       " s USING batch b WHERE b.code IS NULL AND s.record_key = b.record_key)";
 	else
-		sql += ", snap AS (INSERT INTO " + t.snapshot_table +
-		       " (record_key, email, user_id, row_hash, synced_at, run_id) SELECT b.record_key, b.email, b.user_id, "
-		       "b.row_hash, clock_timestamp(), " + run + " FROM batch b WHERE b.code IS NULL "
-		       "ON CONFLICT (record_key) DO UPDATE SET email = EXCLUDED.email, user_id = EXCLUDED.user_id, "
-		       "row_hash = EXCLUDED.row_hash, synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id)";
+		// Every record of the batch is in the snapshot since it was marked in doubt (load_and_mark_batch).
+		sql += ", snap AS (UPDATE " + t.snapshot_table + " s SET email = b.email, user_id = b.user_id, "
+		       "row_hash = b.row_hash, synced_at = clock_timestamp(), run_id = " + run +
+		       " FROM batch b WHERE b.code IS NULL AND s.record_key = b.record_key)";
 	// Records Iterable surely did not change lose their in-doubt mark: back to what the snapshot had
 	// before the batch (a new record leaves it). With an unknown outcome the marks stay.
 	if (!o.failures.empty() && !o.outcome_unknown)

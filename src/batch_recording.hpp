@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "pg/spi.hpp"
-
 namespace ia {
+
+namespace pg {
+struct SqlResult;  // pg/spi.hpp (no PostgreSQL header here: src/core headers may follow this one)
+}
 
 struct RowFailure {
 	int64_t seq;

@@ -235,23 +235,24 @@ plan_sql(const SyncDefinition &sync, const std::string &audience_table, const st
 	       "CASE WHEN w.record_key IS NULL THEN p.email ELSE w.email END AS email, "
 	       "CASE WHEN w.record_key IS NULL THEN p.user_id ELSE w.user_id END AS user_id, "
 	       "w.data_fields, true AS valid, NULL::text AS error_code, w.note AS error_message, "
-	       "coalesce(w.row_hash, 0) AS row_hash "
+	       "coalesce(w.row_hash, 0) AS row_hash, p.row_hash AS prev_hash "
 	       "FROM winners w FULL JOIN " + snapshot + " p ON p.record_key = w.record_key "
 	       "WHERE w.record_key IS NULL OR p.record_key IS NULL OR w.row_hash <> p.row_hash OR " + reset +
 	       "), refused AS ("
 	       "SELECT 'insert'::text AS operation, x.record_key, coalesce(x.email, btrim(x.raw_email)) AS email, "
 	       "coalesce(x.user_id, x.raw_user_id) AS user_id, x.data_fields, false AS valid, x.problem AS error_code, "
-	       "x.note AS error_message, x.row_hash FROM " + a + " x WHERE x.problem IS NOT NULL "
+	       "x.note AS error_message, x.row_hash, NULL::bigint FROM " + a + " x WHERE x.problem IS NOT NULL "
 	       "UNION ALL SELECT CASE WHEN p.record_key IS NULL THEN 'insert' ELSE 'update' END, r.record_key, r.email, "
 	       "r.user_id, r.data_fields, false, 'duplicate_key', "
-	       "'another audience row has the same record key; only one row per key is sent', r.row_hash "
+	       "'another audience row has the same record key; only one row per key is sent', r.row_hash, NULL "
 	       "FROM ranked_dups r LEFT JOIN " + snapshot + " p ON p.record_key = r.record_key WHERE r.dup_rank > 1), "
 	       "everything AS (SELECT * FROM diff UNION ALL SELECT * FROM refused) "
 	       // Numbered without sorting: a run sends class 0 (unsubscribes), then 1 (subscribes); 2 is refused.
 	       "SELECT row_number() OVER () AS seq, "
 	       "CASE WHEN NOT e.valid THEN 2 WHEN e.operation = 'delete' THEN 0 ELSE 1 END AS batch_class, "
 	       "e.operation, CASE WHEN e.operation = 'delete' THEN 'unsubscribe' ELSE 'subscribe' END AS action, "
-	       "e.record_key, e.email, e.user_id, e.data_fields, e.valid, e.error_code, e.error_message, e.row_hash "
+	       "e.record_key, e.email, e.user_id, e.data_fields, e.valid, e.error_code, e.error_message, e.row_hash, "
+	       "e.prev_hash "
 	       "FROM everything e LEFT JOIN iterable_audience.record_failure f ON f.sync_id = " +
 	       sync_id + " AND f.record_key = e.record_key "
 	       "WHERE NOT (f.record_key IS NOT NULL AND f.value_hash = e.row_hash AND NOT " + reset + " AND (NOT " + retry +

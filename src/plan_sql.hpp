@@ -22,7 +22,8 @@ namespace ia {
 std::string audience_sql(const SyncDefinition &sync);
 
 // Columns: seq, batch_class, operation, action, record_key, email, user_id, data_fields, valid,
-// error_code, error_message, row_hash. `snapshot_table` is schema-qualified and quoted, or nullopt for none.
+// error_code, error_message, row_hash, prev_hash (the snapshot's row_hash of the record, NULL when the
+// snapshot has none). `snapshot_table` is schema-qualified and quoted, or nullopt for none.
 std::string plan_sql(const SyncDefinition &sync, const std::string &audience_table,
                      const std::optional<std::string> &snapshot_table);
 

@@ -1,5 +1,6 @@
 #include "plan_sql.hpp"
 #include "run_preparation.hpp"
+#include "sync_columns.hpp"
 
 #include "pg/guc_scope.hpp"
 #include "pg/roles.hpp"
@@ -29,6 +30,9 @@ stage_audience(const SyncDefinition &sync, const std::string &table)
 		pg::AsRole as_owner(sync.owner);
 		pg::GucScope scope;
 		scope.set("search_path", sync.search_path);
+		// A column renamed or dropped since create_sync: name the mapping and the closest column
+		// rather than fail on the generated SQL.
+		check_columns_exist(sync);
 		r = pg::exec(sql.c_str());
 	}
 	return static_cast<int64_t>(r.processed);

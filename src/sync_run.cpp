@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <set>
 
 #include "account_store.hpp"
 #include "batch_recording.hpp"
@@ -59,7 +60,8 @@ class Run {
 	void send();
 	Batch load_batch(bool unsubscribe, int64_t after_seq, int64_t size);
 	std::string request_body(const Batch &batch) const;
-	BatchOutcome judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal);
+	BatchOutcome judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
+	                   std::optional<std::string> &fatal);
 	void finish(const std::string &status, const std::string &error);
 	void retention();
 	void report(const std::string &what);
@@ -236,16 +238,13 @@ Run::prepare()
 	});
 }
 
-// The next `size` rows of a class after `after_seq` (index on batch_class, seq).
+// The next `size` rows of a class after `after_seq` (index on batch_class, seq), marked in doubt in
+// the snapshot until Iterable's answer is recorded (batch_recording.hpp).
 Batch
 Run::load_batch(bool unsubscribe, int64_t after_seq, int64_t size)
 {
 	Batch batch{after_seq, {}, unsubscribe, {}};
-	pg::SqlResult rows = pg::in_transaction([&] {
-		return pg::exec("SELECT seq, email, user_id, data_fields::text FROM pg_temp.ia_plan "
-		                "WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint",
-		                {unsubscribe ? "0" : "1", std::to_string(after_seq), std::to_string(size)}, true);
-	});
+	pg::SqlResult rows = load_and_mark_batch(target_, unsubscribe, after_seq, size);
 	batch.seqs.reserve(rows.rows.size());
 	batch.subscribers.reserve(rows.rows.size());
 	for (pg::SqlRow &row : rows.rows) {
@@ -274,11 +273,13 @@ Run::request_body(const Batch &batch) const
 	return body;
 }
 
+// uncertain_attempt: an attempt at the batch timed out, lost its connection or got a 5xx, so Iterable
+// may have applied it unless a later attempt's answer tells.
 BatchOutcome
-Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::string> &fatal)
+Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt, std::optional<std::string> &fatal)
 {
 	BatchOutcome o{batch.after_seq, batch.seqs.back(), static_cast<int64_t>(batch.seqs.size()), batch.unsubscribe, {},
-	               result.attempts, result.rate_limited};
+	               result.attempts, result.rate_limited, uncertain_attempt};
 	auto fail_all = [&](const std::string &code, const std::string &message) {
 		for (int64_t seq : batch.seqs)
 			o.failures.push_back({seq, code, message, true});
@@ -297,7 +298,9 @@ Run::judge(const Batch &batch, const HttpResult &result, std::optional<std::stri
 				notes_.push_back("Iterable reported " + std::to_string(response.unattributed_failures) +
 				                 " failure(s) in a batch without naming the record; those records are logged as "
 				                 "succeeded");
+			o.outcome_unknown = false;  // the answer tells, row by row
 		} catch (const ResponseFormatError &e) {
+			o.outcome_unknown = true;  // a 200: most likely applied, but the rows cannot be told
 			fail_all("invalid_response",
 			         std::string("Iterable answered HTTP 200 with a body that is not a list update result: ") + e.what());
 		}
@@ -346,9 +349,13 @@ Run::send()
 	RateController pacing;
 	const auto clock_start = std::chrono::steady_clock::now();
 	auto now = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count(); };
+	std::set<uint64_t> uncertain;  // tags of batches an attempt of which Iterable may have applied unanswered
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
-		if (attempt.outcome.transport == TransportOutcome::Response)
+		bool answered = attempt.outcome.transport == TransportOutcome::Response;
+		if (answered)
 			pacing.on_response(now(), attempt.outcome.status == 429);
+		if (!answered || attempt.outcome.status >= 500)
+			uncertain.insert(attempt.tag);
 	});
 
 	try {
@@ -385,7 +392,7 @@ Run::send()
 						continue;
 					Batch batch = std::move(it->second);
 					in_flight.erase(it);
-					BatchOutcome outcome = judge(batch, result, fatal);
+					BatchOutcome outcome = judge(batch, result, uncertain.erase(result.tag) > 0, fatal);
 					pg::in_transaction([&] { record_batch(target_, outcome); });
 					failed_ += static_cast<int64_t>(outcome.failures.size());
 					done += static_cast<int64_t>(batch.seqs.size());

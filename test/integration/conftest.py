@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 
+import invariants
 from harness import Cluster, Emulator, query, scalar
 
 _names = itertools.count(1)
@@ -19,6 +20,12 @@ def emulator():
     e = Emulator()
     yield e
     e.stop()
+
+
+@pytest.fixture(autouse=True)
+def invariant_baseline(emulator):
+    """The emulator's count of invalid values received when the test begins (invariants.py)."""
+    invariants.begin(emulator)
 
 
 @pytest.fixture

@@ -54,6 +54,18 @@ def snapshot_rows(db, name):
             for r in query(db, "SELECT record_key, email, user_id FROM %s" % table)}
 
 
+def snapshot_split(db, name):
+    """({record_key: (email, user_id)} acknowledged, {...} in doubt) of the latest snapshot table: rows
+    with row_hash 0 are records whose last request has no known outcome (docs/reliability.md)."""
+    table = snapshot_table(db, name)
+    if table is None:
+        return {}, {}
+    acknowledged, in_doubt = {}, {}
+    for r in query(db, "SELECT record_key, email, user_id, row_hash FROM %s" % table):
+        (in_doubt if r["row_hash"] == 0 else acknowledged)[r["record_key"]] = (r["email"], r["user_id"])
+    return acknowledged, in_doubt
+
+
 def logs(db, run_id):
     return query(db, "SELECT * FROM iterable_audience.sync_logs WHERE run_id = %s ORDER BY record_key", (run_id,))
 

@@ -6,6 +6,7 @@ import pytest
 
 from harness import scalar
 
+from invariants import check_invariants
 from sync_helpers import list_id_of, logs, members, request_counts, run_sync, snapshot_rows, sql, tag
 
 
@@ -73,6 +74,7 @@ def test_dropped_source_table_fails_the_run(db, emulator):
     make_people(db)
     again = run_sync(db, "src")
     assert (again["status"], again["api_requests"]) == ("succeeded", 0)
+    check_invariants(db, emulator, "src")
 
 
 def test_source_query_error_fails_the_run(db, emulator):
@@ -90,3 +92,4 @@ def test_source_query_error_fails_the_run(db, emulator):
     assert_failed_whole(db, emulator, run, list_id, on_list, snapshot)
     assert "division by zero" in run["error"]
     assert request_counts(emulator) == before
+    check_invariants(db, emulator, "src")

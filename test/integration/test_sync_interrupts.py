@@ -6,8 +6,9 @@ import psycopg2.errors
 import pytest
 
 from harness import query, scalar
+from invariants import check_invariants
 from sync_helpers import (BackgroundRun, kill9, list_id_of, members, request_counts, run_sync, session_settings,
-                          snapshot_rows, sql, tag, wait_for, worker_pid)
+                          snapshot_rows, snapshot_split, sql, tag, wait_for, worker_pid)
 
 
 def make_slow_sync(db, emulator, rows, latency_ms):
@@ -70,11 +71,13 @@ def test_kill_9_of_the_worker_then_the_next_runs_converge(db, emulator, cluster)
     try:
         # The killed run is left 'running' until the next run of the sync starts.
         assert run_progress(conn, run_id)["status"] == "running"
-        snap = snapshot_rows(conn, "slow")
+        snap, in_doubt = snapshot_split(conn, "slow")
         assert 0 < len(snap) < 400
         list_id = list_id_of(conn, "slow")
-        # Iterable may have applied a batch whose answer was lost, never the reverse.
+        # Iterable may have applied a batch whose answer was lost, never the reverse; and every batch
+        # it may have applied was marked in doubt before it was sent.
         assert {(e, u) for e, u in snap.values()} <= members(emulator, list_id)
+        assert members(emulator, list_id) <= {(e, u) for e, u in list(snap.values()) + list(in_doubt.values())}
 
         run = run_sync(conn, "slow")
         assert run["status"] == "succeeded", run
@@ -90,6 +93,7 @@ def test_kill_9_of_the_worker_then_the_next_runs_converge(db, emulator, cluster)
         assert {(e, u) for e, u in snapshot_rows(conn, "slow").values()} == members(emulator, list_id)
         again = run_sync(conn, "slow")
         assert (again["status"], again["planned_subscribes"], again["api_requests"]) == ("succeeded", 0, 0)
+        check_invariants(conn, emulator, "slow")
     finally:
         conn.close()
 
@@ -119,13 +123,16 @@ def test_cancel_of_run_sync_stops_the_run(db, emulator, cluster):
     wait_for(lambda: worker_pid(db) is None, timeout=10, what="the worker to exit")
     progress = run_progress(db, run_id)["subscribed"]
     assert 10 <= progress < 200
-    assert len(snapshot_rows(db, "slow")) == progress
+    acknowledged, in_doubt = snapshot_split(db, "slow")
+    assert len(acknowledged) == progress
+    assert len(in_doubt) <= 10  # the batch in flight when the run stopped: its outcome is unknown
 
     emulator.clear_faults()
     run = run_sync(db, "slow")
     assert run["status"] == "succeeded", run
     assert members(emulator, list_id_of(db, "slow")) == audience(db)
     assert len(snapshot_rows(db, "slow")) == 200
+    check_invariants(db, emulator, "slow")
 
 
 def test_a_second_run_while_one_is_running_is_refused(db, emulator, cluster):
@@ -144,6 +151,7 @@ def test_a_second_run_while_one_is_running_is_refused(db, emulator, cluster):
         bg.close()
     assert scalar(db, "SELECT count(*) FROM iterable_audience.sync_runs") == 1
     assert members(emulator, list_id_of(db, "slow")) == audience(db)
+    check_invariants(db, emulator, "slow")
 
 
 def worker_activity(db):
@@ -181,6 +189,7 @@ def test_cancel_while_the_run_reads_the_audience(db, emulator, cluster):
     wait_for(lambda: worker_pid(db) is None, timeout=10, what="the worker to exit")
     assert request_counts(emulator) == before
     assert snapshot_rows(db, "slow") == {}
+    check_invariants(db, emulator, "slow")
 
 
 def test_terminated_worker_records_the_run_as_interrupted(db, emulator, cluster):
@@ -202,3 +211,4 @@ def test_terminated_worker_records_the_run_as_interrupted(db, emulator, cluster)
     run = run_sync(db, "slow")
     assert run["status"] == "succeeded", run
     assert members(emulator, list_id_of(db, "slow")) == audience(db)
+    check_invariants(db, emulator, "slow")

@@ -4,6 +4,7 @@ import json
 import math
 
 from harness import query, scalar
+from invariants import check_invariants
 from sync_helpers import (logs, log_summary, list_id_of, member_users, members, request_counts, run_sync,
                           snapshot_rows, snapshot_table, sql, sync_info, tag)
 
@@ -69,6 +70,7 @@ def test_first_run_mirrors_10k_rows_with_data_fields(db, emulator):
     assert log_summary(db, run["run_id"]) == {("insert", "subscribe", "succeeded", None): 10000}
     assert scalar(db, "SELECT count(DISTINCT record_key) FROM iterable_audience.sync_logs WHERE run_id = %s",
                   (run["run_id"],)) == 10000
+    check_invariants(db, emulator, "people_sync")
 
 
 def test_churn_sends_exactly_the_difference(db, emulator):
@@ -115,6 +117,7 @@ def test_churn_sends_exactly_the_difference(db, emulator):
     assert users[key(60)]["dataFields"]["plan"] == "basic"
     snap = snapshot_rows(db, "people_sync")
     assert {(email, uid) for email, uid in snap.values()} == audience(db)
+    check_invariants(db, emulator, "people_sync")
 
 
 def test_unchanged_audience_sends_nothing(db, emulator):
@@ -137,6 +140,7 @@ def test_unchanged_audience_sends_nothing(db, emulator):
     assert snapshot_table(db, "people_sync") == table_before
     assert snapshot_rows(db, "people_sync") == snap_before
     assert members(emulator, list_id_of(db, "people_sync")) == audience(db)
+    check_invariants(db, emulator, "people_sync")
 
 
 def test_data_field_change_is_an_update(db, emulator):
@@ -169,3 +173,4 @@ def test_data_field_change_is_an_update(db, emulator):
     for g in (3, 7, 11, 19, 42):
         assert users["%s-u%d" % (t, g)] == {"firstName": "Renamed %d" % g, "score": g + 1000, "plan": "basic"}
     assert users["%s-u%d" % (t, 4)] == {"firstName": "Name 4", "score": 4, "plan": "basic"}
+    check_invariants(db, emulator, "people_sync")

@@ -3,6 +3,7 @@
 import collections
 
 from harness import query, scalar
+from invariants import check_invariants
 from sync_helpers import (list_id_of, logs, members, preview, request_counts, run_sync, snapshot_rows,
                           snapshot_table, sql, table_counts, tag)
 
@@ -59,6 +60,7 @@ def test_removal_guard_blocks_then_force_sends(db, emulator):
     assert run["status"] == "succeeded", run
     assert run["unsubscribed"] == 22
     assert members(emulator, list_id) == crowd(db)
+    check_invariants(db, emulator, "plan_sync")
 
 
 def plan_tuples(rows):
@@ -117,6 +119,7 @@ def test_preview_is_exactly_the_next_run(db, emulator):
     run = run_sync(db, "plan_sync")
     assert log_tuples(db, run["run_id"]) == plan_tuples(plan)
     assert run["api_requests"] == 0
+    check_invariants(db, emulator, "plan_sync")
 
 
 def test_snapshot_retention_keeps_the_newest(db, emulator):
@@ -137,6 +140,7 @@ def test_snapshot_retention_keeps_the_newest(db, emulator):
     assert scalar(db, "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
                       "JOIN pg_namespace n ON n.oid = c.relnamespace "
                       "WHERE n.nspname = 'iterable_audience_snapshots' AND d.deptype = 'e'") == 2
+    check_invariants(db, emulator, "plan_sync")
 
 
 def test_log_retention_of_zero_days_keeps_only_the_latest_run(db, emulator):
@@ -148,6 +152,7 @@ def test_log_retention_of_zero_days_keeps_only_the_latest_run(db, emulator):
     assert second["status"] == "succeeded"
     assert logs(db, first["run_id"]) == []
     assert [(r["record_key"], r["operation"]) for r in logs(db, second["run_id"])] == [("%s-c1" % t, "update")]
+    check_invariants(db, emulator, "plan_sync")
 
 
 def test_no_logs_when_not_retained(db, emulator):
@@ -160,6 +165,7 @@ def test_no_logs_when_not_retained(db, emulator):
     assert second["unsubscribed"] == 1
     assert scalar(db, "SELECT count(*) FROM iterable_audience.sync_logs") == 0
     assert members(emulator, list_id_of(db, "plan_sync")) == crowd(db)
+    check_invariants(db, emulator, "plan_sync")
 
 
 def test_reset_sync_sends_everything_once(db, emulator):
@@ -175,3 +181,4 @@ def test_reset_sync_sends_everything_once(db, emulator):
     again = run_sync(db, "plan_sync")
     assert (again["planned_subscribes"], again["api_requests"]) == (0, 0)
     assert members(emulator, list_id_of(db, "plan_sync")) == crowd(db)
+    check_invariants(db, emulator, "plan_sync")
