@@ -23,6 +23,15 @@ override PG_CPPFLAGS += -Isrc -DIA_VERSION=\"$(EXTVERSION)\"
 override PG_CXXFLAGS += -std=c++17 -fexceptions $(WARNINGS)
 SHLIB_LINK += -lcurl -lstdc++
 
+# make SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build (docs/memory-safety.md). The
+# library then links libasan, which must be the first library of the process: PostgreSQL has to be
+# started with LD_PRELOAD=libasan (scripts/sanitized-tests.sh does, in a private mount namespace).
+ifeq ($(SANITIZE),1)
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+override PG_CXXFLAGS += $(SANITIZE_FLAGS)
+SHLIB_LINK += $(SANITIZE_FLAGS)
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 

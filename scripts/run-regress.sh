@@ -18,8 +18,12 @@ chmod 644 "$work/regress.conf"
 
 pg_regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
 if [ $# -gt 0 ]; then tests=("$@"); else tests=(--schedule="$ROOT/test/schedule"); fi
+# IA_PG_ENV="KEY=VALUE ...": extra environment of pg_regress and the processes it starts (initdb,
+# the temporary server, psql); scripts/sanitized-tests.sh passes LD_PRELOAD and ASAN_OPTIONS this
+# way. Pairs are separated by whitespace; values cannot contain any.
+read -ra pg_env <<<"${IA_PG_ENV:-}"
 status=0
-as_pg_user "$pg_regress" --inputdir="$ROOT/test" --outputdir="$work" --bindir="$(pg_bindir)" \
+as_pg_user env "${pg_env[@]}" "$pg_regress" --inputdir="$ROOT/test" --outputdir="$work" --bindir="$(pg_bindir)" \
 	--temp-instance="$work/instance" --temp-config="$work/regress.conf" --port="$(free_port)" \
 	--load-extension=iterable_audience "${tests[@]}" || status=$?
 if [ $status -ne 0 ] && [ -f "$work/regression.diffs" ]; then

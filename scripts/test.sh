@@ -62,6 +62,10 @@ run_stage unit make -C test/unit
 run_stage emulator "$PYTHON" -m pytest -q -p no:cacheprovider test/emulator
 run_stage regress "$ROOT/scripts/run-regress.sh"
 run_stage integration "$PYTHON" -m pytest -q -p no:cacheprovider test/integration
+# Memory safety (docs/memory-safety.md): each fuzzer for a bounded time, then the regress tests and
+# the integration tests (less the slow scheduler and lifecycle ones) on an ASan+UBSan build.
+run_stage fuzz make -C test/fuzz run SECONDS=15
+run_stage sanitized "$ROOT/scripts/sanitized-tests.sh" -k 'not scheduler and not lifecycle'
 
 echo
 if [ ${#failed_stages[@]} -gt 0 ]; then

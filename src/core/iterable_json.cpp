@@ -113,35 +113,49 @@ bool ascii_alnum(unsigned char c) {
 }
 char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-// Replaces the value following "api-key", "api_key" or "apikey" (as a whole word) by "[redacted]".
-std::string redact_api_keys(std::string s) {
+// Length of the key name "api-key", "api_key" or "apikey" (any case) starting at s[i] as a whole
+// word, or 0.
+std::size_t key_name_at(const std::string& s, std::size_t i) {
     static constexpr std::string_view kNames[] = {"api-key", "api_key", "apikey"};
+    if (i > 0 && ascii_alnum(static_cast<unsigned char>(s[i - 1]))) return 0;
+    for (std::string_view name : kNames) {
+        if (s.size() - i < name.size()) continue;
+        bool eq = true;
+        for (std::size_t k = 0; k < name.size() && eq; ++k) eq = ascii_lower(s[i + k]) == name[k];
+        if (!eq) continue;
+        const std::size_t end = i + name.size();
+        if (end < s.size() && ascii_alnum(static_cast<unsigned char>(s[end]))) return 0;  // e.g. apiKeyIdentifier
+        return name.size();
+    }
+    return 0;
+}
+
+// Where the value following a key name ending at s[j] starts, and where it ends.
+std::size_t value_start(const std::string& s, std::size_t j) {
+    while (j < s.size() && s[j] != '\0' && std::strchr(" \"':=,(", s[j]) != nullptr) ++j;
+    return j;
+}
+std::size_t value_end(const std::string& s, std::size_t k) {
+    while (k < s.size() && std::strchr(" \"',);&}]", s[k]) == nullptr) ++k;
+    return k;
+}
+
+// Replaces the value following "api-key", "api_key" or "apikey" (as a whole word) by "[redacted]".
+// A value that itself contains a key name ("apikey api-key: K", "api-key-apikey=K") runs on to the
+// end of that name's value, so that the key after the last name is redacted too.
+std::string redact_api_keys(std::string s) {
     std::size_t i = 0;
     while (i < s.size()) {
-        std::size_t name_len = 0;
-        if (i == 0 || !ascii_alnum(static_cast<unsigned char>(s[i - 1]))) {
-            for (std::string_view name : kNames) {
-                if (s.size() - i < name.size()) continue;
-                bool eq = true;
-                for (std::size_t k = 0; k < name.size() && eq; ++k) eq = ascii_lower(s[i + k]) == name[k];
-                if (eq) {
-                    name_len = name.size();
-                    break;
-                }
-            }
-        }
+        const std::size_t name_len = key_name_at(s, i);
         if (name_len == 0) {
             ++i;
             continue;
         }
-        std::size_t j = i + name_len;
-        if (j < s.size() && ascii_alnum(static_cast<unsigned char>(s[j]))) {  // e.g. apiKeyIdentifier
-            i = j;
-            continue;
+        const std::size_t j = value_start(s, i + name_len);
+        std::size_t k = value_end(s, j);
+        for (std::size_t p = j; p < k; ++p) {  // k grows while names follow each other
+            if (const std::size_t n = key_name_at(s, p)) k = std::max(k, value_end(s, value_start(s, p + n)));
         }
-        while (j < s.size() && std::strchr(" \"':=,(", s[j]) != nullptr && s[j] != '\0') ++j;
-        std::size_t k = j;
-        while (k < s.size() && std::strchr(" \"',);&}]", s[k]) == nullptr) ++k;
         if (k > j) {
             s.replace(j, k - j, "[redacted]");
             k = j + 10;
@@ -406,17 +420,43 @@ BulkResponse parse_bulk_response(std::string_view body, const std::vector<Subscr
         return r;
     }
 
-    int64_t attributed = 0;
+    // What each row matched: flags from the *Emails arrays (e) and from the *UserIds arrays (u).
+    std::vector<unsigned> row_e(sent.size(), 0), row_u(sent.size(), 0);
     for (std::size_t i = 0; i < sent.size(); ++i) {
         const Subscriber& s = sent[i];
-        unsigned e = 0, u = 0;
         if (!s.email.empty() && !emails.empty()) {
             auto it = emails.find(std::string_view(s.email));
-            if (it != emails.end()) e = it->second;
+            if (it != emails.end()) row_e[i] = it->second;
         }
         if (!s.user_id.empty() && !user_ids.empty()) {
             auto it = user_ids.find(std::string_view(s.user_id));
-            if (it != user_ids.end()) u = it->second;
+            if (it != user_ids.end()) row_u[i] = it->second;
+        }
+    }
+    // Rows keyed by userId may share an email. A per-user failure (conflict, not found, bad data)
+    // listed under such an email belongs to the rows whose userId Iterable lists too, when it lists
+    // any; only when it lists none can it not be told apart, and then every sharer fails.
+    constexpr unsigned kPerUser = kConflict | kInvalidData | kNotFound;
+    EmailMap shared;  // email -> per-user flags confirmed by some sharer's userId, for emails of >1 row
+    {
+        EmailMap uses;
+        for (const Subscriber& s : sent)
+            if (!s.email.empty() && !s.user_id.empty()) ++uses[std::string_view(s.email)];
+        for (std::size_t i = 0; i < sent.size(); ++i) {
+            const Subscriber& s = sent[i];
+            if ((row_e[i] & kPerUser) == 0 || s.user_id.empty()) continue;
+            auto it = uses.find(std::string_view(s.email));
+            if (it != uses.end() && it->second > 1) shared[std::string_view(s.email)] |= row_u[i] & kPerUser;
+        }
+    }
+
+    int64_t attributed = 0;
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        const Subscriber& s = sent[i];
+        unsigned e = row_e[i], u = row_u[i];
+        if ((e & kPerUser) && !s.user_id.empty()) {
+            auto it = shared.find(std::string_view(s.email));
+            if (it != shared.end()) e &= ~(it->second & ~u);  // confirmed for another sharer, not this one
         }
         if ((e | u) == 0) continue;
         ++attributed;

@@ -67,6 +67,11 @@ struct BulkResponse {
 // conflict, invalid_data, not_found.
 // Unsubscribe: a row found only in notFoundEmails/notFoundUserIds is already off the list and
 // counts as succeeded (empty code and message); it still counts as attributed.
+// Rows keyed by userId may share an email. A per-user failure (conflict, invalid_data, not_found)
+// listed under a shared email goes only to the sharers whose userId the *UserIds arrays list too,
+// when they list any; when they list none, every sharer fails (and is retried). Invalid and forgotten
+// emails fail every row that carries them. (test/fuzz/fuzz_bulk_response.cpp's reference_rows()
+// implements the same rule; change both together.)
 // O(rows + failures). Throws ResponseFormatError when the body is not JSON, not an object, or lacks
 // non-negative integer successCount/failCount.
 BulkResponse parse_bulk_response(std::string_view body, const std::vector<Subscriber>& sent, BulkAction action);

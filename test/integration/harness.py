@@ -38,6 +38,14 @@ def as_pg_user(cmd):
     return (["runuser", "-u", PG_OS_USER, "--"] + cmd) if os.geteuid() == 0 else cmd
 
 
+def pg_server_env():
+    """IA_PG_ENV="KEY=VALUE ...": extra environment of pg_ctl and the server it starts (whitespace-
+    separated pairs, values without whitespace); scripts/sanitized-tests.sh passes LD_PRELOAD and
+    ASAN_OPTIONS this way. An `env` prefix for the command, or nothing."""
+    pairs = os.environ.get("IA_PG_ENV", "").split()
+    return ["env"] + pairs if pairs else []
+
+
 class Cluster:
     """A throwaway cluster with iterable_audience preloaded, on a free port and a private socket dir."""
 
@@ -71,8 +79,8 @@ class Cluster:
         self.start()
 
     def pg_ctl(self, *args, check=True):
-        return subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
-                                          "-w", "-t", "60"] + list(args)),
+        return subprocess.run(as_pg_user(pg_server_env() + [os.path.join(self.bindir, "pg_ctl"), "-D", self.data,
+                                                            "-l", self.log, "-w", "-t", "60"] + list(args)),
                               check=check, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start(self):

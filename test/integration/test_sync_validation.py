@@ -310,8 +310,6 @@ def test_conflict_and_invalid_data_reported_per_record(db, emulator):
     check_invariants(db, emulator, "rows3")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: in a hybrid batch, a conflict reported under a shared email is "
-                                       "attributed to every row carrying that email (src/core/iterable_json.cpp)")
 def test_conflict_is_attributed_only_to_the_conflicting_row(db, emulator):
     t = tag(db)
     sql(db, "CREATE TABLE shared (uid text, email text)")

@@ -429,3 +429,37 @@ TEST(DescribeHttpFailure, RedactsApiKeys) {
         401, R"({"msg":"Disabled API key or insufficient privileges","code":"BadApiKey","params":{"apiKeyIdentifier":"af831922"}})");
     EXPECT_EQ(r, "HTTP 401 BadApiKey: Disabled API key or insufficient privileges");
 }
+
+// Two rows keyed by userId share an email: a conflict listed under the email and under one userId
+// belongs to that row only (the other was applied).
+TEST(BulkResponse, SharedEmailConflictGoesToTheRowWhoseUserIdIsListed) {
+    std::vector<Subscriber> sent = {sub("x@y.com", "u1"), sub("X@y.com", "u2")};
+    auto r = parse_bulk_response(
+        R"({"successCount":1,"failCount":1,"failedUpdates":{"conflictEmails":["x@y.com"],"conflictUserIds":["u2"]}})",
+        sent, BulkAction::Subscribe);
+    EXPECT_TRUE(r.rows[0].succeeded);
+    EXPECT_FALSE(r.rows[1].succeeded);
+    EXPECT_EQ(r.rows[1].error_code, "conflict");
+    EXPECT_EQ(r.unattributed_failures, 0);
+}
+
+// When Iterable names only the shared email, the rows cannot be told apart: both fail (and are
+// retried), rather than one being taken as acknowledged by mistake.
+TEST(BulkResponse, SharedEmailConflictWithoutUserIdFailsEverySharer) {
+    std::vector<Subscriber> sent = {sub("x@y.com", "u1"), sub("x@y.com", "u2"), sub("z@y.com", "u3")};
+    auto r = parse_bulk_response(R"({"successCount":2,"failCount":1,"failedUpdates":{"conflictEmails":["x@y.com"]}})",
+                                 sent, BulkAction::Subscribe);
+    EXPECT_EQ(r.rows[0].error_code, "conflict");
+    EXPECT_EQ(r.rows[1].error_code, "conflict");
+    EXPECT_TRUE(r.rows[2].succeeded);
+}
+
+// An invalid email is invalid for every row that carries it.
+TEST(BulkResponse, SharedInvalidEmailFailsEverySharer) {
+    std::vector<Subscriber> sent = {sub("bad@", "u1"), sub("bad@", "u2")};
+    auto r = parse_bulk_response(
+        R"({"successCount":0,"failCount":2,"failedUpdates":{"invalidEmails":["bad@"],"notFoundUserIds":["u2"]}})",
+        sent, BulkAction::Subscribe);
+    EXPECT_EQ(r.rows[0].error_code, "invalid_email");
+    EXPECT_EQ(r.rows[1].error_code, "invalid_email");
+}
