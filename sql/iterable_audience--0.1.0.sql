@@ -215,7 +215,7 @@ CREATE VIEW iterable_audience.syncs WITH (security_barrier) AS
            s.retain_sync_logs, s.sync_log_retention_days, s.snapshot_retention, s.retry_failed_records,
            s.max_removal_fraction, s.created_at, s.updated_at,
            last.status AS last_run_status, last.finished_at AS last_run_finished_at,
-           (SELECT pg_catalog.format('iterable_audience_snapshots.%I', n.table_name) FROM iterable_audience.snapshot n
+           (SELECT n.table_name FROM iterable_audience.snapshot n
              WHERE n.sync_id = s.sync_id ORDER BY n.run_id DESC LIMIT 1) AS snapshot_table
       FROM iterable_audience.sync s
       JOIN iterable_audience.account a USING (account_id)

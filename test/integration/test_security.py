@@ -110,8 +110,9 @@ def test_hostile_names_and_sources_cannot_run_sql(db, emulator):
                     '{"f\\"); DROP TABLE canary; --": "x); DROP TABLE canary; --"}'))
     run = query(db, "SELECT * FROM iterable_audience.run_sync(%s)", (name,))[0]
     assert run["status"] == "succeeded" and run["subscribed"] == 2, run
-    snapshot = scalar(db, "SELECT snapshot_table FROM iterable_audience.syncs WHERE sync_name = %s", (name,))
-    assert scalar(db, "SELECT count(*) FROM %s" % snapshot) == 2  # qualified and quoted
+    snapshot = scalar(db, "SELECT format('iterable_audience_snapshots.%%I', snapshot_table) "
+                          "FROM iterable_audience.syncs WHERE sync_name = %s", (name,))
+    assert scalar(db, "SELECT count(*) FROM %s" % snapshot) == 2
     assert scalar(db, "SELECT count(*) FROM canary") == 0  # still there
     for source in ("SELECT 1 AS email; DROP TABLE canary", "people) x; DROP TABLE canary; SELECT (1",
                    "SELECT * FROM canary -- ", "WITH d AS (DELETE FROM canary RETURNING 1 AS email) SELECT * FROM d"):
