@@ -1,7 +1,6 @@
 // SQL API: lists(), create_list(). Both always ask Iterable.
 #include "account_store.hpp"
-#include "core/iterable_json.hpp"
-#include "iterable_call.hpp"
+#include "iterable_lists.hpp"
 
 #include "pg/args.hpp"
 #include "pg/spi.hpp"
@@ -21,31 +20,12 @@ usable_account(FunctionCallInfo fcinfo)
 	return account;
 }
 
-template <typename T, typename Parse>
-T
-parse_or_explain(const ia::Account &account, const char *what, const std::string &body, Parse parse)
-{
-	try {
-		return parse(body);
-	} catch (const ia::ResponseFormatError &e) {
-		throw UserError(ERRCODE_PROTOCOL_VIOLATION,
-		                std::string("Iterable's answer to ") + what + " for account \"" + account.name +
-		                    "\" is not in the documented shape: " + e.what(),
-		                "Check that base_url points at Iterable's API (or the emulator), not at another service.");
-	}
-}
-
 }  // namespace
 
 IA_SQL_FUNCTION(ia_lists)
 {
 	ia::Account account = usable_account(fcinfo);
-	ia::HttpResult result =
-	    ia::call_iterable(ia::iterable_request(account, "GET", "/api/lists"), ia::http_options_from_settings());
-	if (!ia::call_succeeded(result))
-		ia::throw_call_failure(account, "list Iterable lists", result);
-	std::vector<ia::ListInfo> lists = parse_or_explain<std::vector<ia::ListInfo>>(
-	    account, "GET /api/lists", result.body, [](const std::string &b) { return ia::parse_lists_response(b); });
+	std::vector<ia::ListInfo> lists = ia::fetch_lists(account, "list Iterable lists");
 
 	ia::pg::guard([&] { InitMaterializedSRF(fcinfo, 0); });
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
@@ -73,15 +53,6 @@ IA_SQL_FUNCTION(ia_create_list)
 		                "Name the new list, e.g. create_list('marketing', 'VIP customers').");
 	std::optional<std::string> description = ia::pg::arg_text(fcinfo, 2);
 	ia::Account account = usable_account(fcinfo);
-	std::optional<std::string_view> desc_view;
-	if (description)
-		desc_view = *description;
-	ia::HttpResult result = ia::call_iterable(
-	    ia::iterable_request(account, "POST", "/api/lists", ia::build_create_list_body(*name, desc_view)),
-	    ia::http_options_from_settings());
-	if (!ia::call_succeeded(result))
-		ia::throw_call_failure(account, "create a list", result);
-	int64_t list_id = parse_or_explain<int64_t>(account, "POST /api/lists", result.body,
-	                                            [](const std::string &b) { return ia::parse_create_list_response(b); });
+	int64_t list_id = ia::create_iterable_list(account, *name, description, "create a list");
 	PG_RETURN_INT64(list_id);
 }

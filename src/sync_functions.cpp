@@ -1,7 +1,7 @@
 // SQL API: create_sync, alter_sync, pause_sync, resume_sync, drop_sync, reset_sync.
 #include "account_store.hpp"
 #include "core/iterable_json.hpp"
-#include "iterable_call.hpp"
+#include "iterable_lists.hpp"
 #include "plan_sql.hpp"
 #include "sync_columns.hpp"
 #include "sync_definition.hpp"
@@ -41,11 +41,7 @@ require_sync_name(FunctionCallInfo fcinfo)
 void
 check_list_exists(const ia::Account &account, int64_t list_id)
 {
-	ia::HttpResult result =
-	    ia::call_iterable(ia::iterable_request(account, "GET", "/api/lists"), ia::http_options_from_settings());
-	if (!ia::call_succeeded(result))
-		ia::throw_call_failure(account, "check the list", result);
-	for (const ia::ListInfo &list : ia::parse_lists_response(result.body))
+	for (const ia::ListInfo &list : ia::fetch_lists(account, "check the list"))
 		if (list.id == list_id)
 			return;
 	throw UserError(ERRCODE_UNDEFINED_OBJECT,
@@ -53,20 +49,6 @@ check_list_exists(const ia::Account &account, int64_t list_id)
 	                    account.name + "\"",
 	                "See SELECT * FROM iterable_audience.lists('" + account.name +
 	                    "'), or pass new_list_name => '...' to create one.");
-}
-
-int64_t
-create_list_now(const ia::Account &account, const std::string &name, const std::optional<std::string> &description)
-{
-	std::optional<std::string_view> desc;
-	if (description)
-		desc = *description;
-	ia::HttpResult result = ia::call_iterable(
-	    ia::iterable_request(account, "POST", "/api/lists", ia::build_create_list_body(name, desc)),
-	    ia::http_options_from_settings());
-	if (!ia::call_succeeded(result))
-		ia::throw_call_failure(account, "create the list", result);
-	return ia::parse_create_list_response(result.body);
 }
 
 // Resolves list_id / new_list_name into a list id (creating the list last, once all else is valid).
@@ -220,7 +202,7 @@ IA_SQL_FUNCTION(ia_create_sync)
 		check_list_exists(account, *list.list_id);
 		s.list_id = *list.list_id;
 	} else {
-		s.list_id = create_list_now(account, *list.new_name, list.new_description);
+		s.list_id = ia::create_iterable_list(account, *list.new_name, list.new_description, "create the list");
 	}
 
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
@@ -268,7 +250,7 @@ IA_SQL_FUNCTION(ia_alter_sync)
 		check_list_exists(account, *list.list_id);
 		s.list_id = *list.list_id;
 	} else if (list.new_name) {
-		s.list_id = create_list_now(account, *list.new_name, list.new_description);
+		s.list_id = ia::create_iterable_list(account, *list.new_name, list.new_description, "create the list");
 	}
 	bool list_changed = s.list_id != before.list_id || s.account_id != before.account_id;
 
