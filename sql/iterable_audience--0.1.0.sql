@@ -146,29 +146,45 @@ CREATE TABLE iterable_audience.sync_runs (
     error                text,
     rate_limited         bigint NOT NULL DEFAULT 0,
     forced               boolean NOT NULL DEFAULT false,
-    snapshot_table       text
+    snapshot_table       text,
+    settled              boolean NOT NULL DEFAULT false  -- the run's batches are in a snapshot (or moot)
 );
 CREATE INDEX ON iterable_audience.sync_runs (sync_id, run_id);
 CREATE INDEX ON iterable_audience.sync_runs (status) WHERE status = 'running';
 COMMENT ON COLUMN iterable_audience.sync_runs.rate_limited IS 'Attempts Iterable answered with 429 (retried by the client)';
 COMMENT ON COLUMN iterable_audience.sync_runs.snapshot_table IS 'Snapshot table holding the list as acknowledged after this run';
 
--- No foreign key to sync_runs: its check would run per log row against the run's row, which every
--- batch updates (its counters), and made runs slow down quadratically. drop_sync deletes the logs.
-CREATE TABLE iterable_audience.sync_logs (
-    run_id        bigint NOT NULL,
-    sync_id       bigint NOT NULL,
-    logged_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    record_key    text,
-    operation     text NOT NULL CHECK (operation IN ('insert', 'update', 'delete')),
-    action        text NOT NULL CHECK (action IN ('subscribe', 'unsubscribe')),
-    email         text,
-    user_id       text,
-    status        text NOT NULL CHECK (status IN ('succeeded', 'failed')),
-    error_code    text,
-    error_message text
+-- The batches of each run, one row per request (and per chunk of rows refused before sending).
+-- A batch's row is committed durably *before* its request goes out, with every record it carries;
+-- Iterable's answer is recorded into it afterwards (answered_at, per-record error codes). This is
+-- the run's ledger: the run's snapshot table is built from the previous snapshot and these rows
+-- (snapshot_tables.hpp), by the run when it ends or, after a crash, by the next run, so that a batch
+-- whose answer was lost is known to be in doubt. It also holds the sync logs: the view
+-- iterable_audience.sync_logs unnests it, one row per record. Arrays per batch instead of a row per
+-- record make the log writes ~1000x fewer. No foreign key to sync_runs: its check would run against
+-- the run's row, which every batch updates (its counters). drop_sync deletes a sync's batches.
+CREATE TABLE iterable_audience.sync_batch (
+    run_id          bigint NOT NULL,
+    batch_no        integer NOT NULL,
+    sync_id         bigint NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('sent', 'refused')),
+    action          text NOT NULL CHECK (action IN ('subscribe', 'unsubscribe')),
+    logged          boolean NOT NULL,   -- shown in sync_logs (the sync keeps its logs)
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    answered_at     timestamptz,        -- NULL: sent, Iterable's answer not recorded
+    outcome_unknown boolean NOT NULL DEFAULT false,  -- the failed records may have been applied
+    record_keys     text[] COMPRESSION lz4 NOT NULL,
+    operations      text[] COMPRESSION lz4 NOT NULL,
+    emails          text[] COMPRESSION lz4 NOT NULL,
+    user_ids        text[] COMPRESSION lz4 NOT NULL,
+    row_hashes      bigint[] COMPRESSION lz4 NOT NULL,
+    notes           text[] COMPRESSION lz4,  -- what of a sent record was left out (invalid email ...)
+    error_codes     text[] COMPRESSION lz4,  -- per record once answered; NULL = all succeeded
+    error_messages  text[] COMPRESSION lz4,
+    PRIMARY KEY (run_id, batch_no)
 );
-CREATE INDEX ON iterable_audience.sync_logs (run_id);
+CREATE INDEX ON iterable_audience.sync_batch (sync_id, run_id);
+
 
 -- Records whose last attempt failed, with the hash of the values that failed: with
 -- retry_failed_records off they are sent again only when those values change.
@@ -188,12 +204,14 @@ CREATE TABLE iterable_audience.snapshot (
     run_id      bigint NOT NULL,
     table_name  text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    row_count   bigint NOT NULL DEFAULT 0,  -- records on the list (the removal guard's denominator)
+    filled      boolean NOT NULL DEFAULT false,  -- false: created empty while its run sends
     PRIMARY KEY (sync_id, run_id)
 );
 
-REVOKE ALL ON iterable_audience.sync, iterable_audience.sync_runs, iterable_audience.sync_logs,
+REVOKE ALL ON iterable_audience.sync, iterable_audience.sync_runs, iterable_audience.sync_batch,
               iterable_audience.record_failure, iterable_audience.snapshot FROM PUBLIC;
-GRANT SELECT ON iterable_audience.sync_runs, iterable_audience.sync_logs TO PUBLIC;
+GRANT SELECT ON iterable_audience.sync_runs TO PUBLIC;
 
 -- Each role sees its own syncs' runs and logs (those of roles it is a member of); superusers see all.
 -- The policies read the sync ids through a view, which reads iterable_audience.sync with its owner's
@@ -202,11 +220,22 @@ CREATE VIEW iterable_audience.visible_sync_ids AS
     SELECT sync_id FROM iterable_audience.sync WHERE pg_catalog.pg_has_role(owner, 'USAGE');
 GRANT SELECT ON iterable_audience.visible_sync_ids TO PUBLIC;
 ALTER TABLE iterable_audience.sync_runs ENABLE ROW LEVEL SECURITY;
-ALTER TABLE iterable_audience.sync_logs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_runs ON iterable_audience.sync_runs
     USING (sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v));
-CREATE POLICY own_logs ON iterable_audience.sync_logs
-    USING (sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v));
+
+-- sync_logs is a view that filters the same way (security_barrier: no leaky function sees other rows).
+CREATE VIEW iterable_audience.sync_logs WITH (security_barrier) AS
+    SELECT b.run_id, b.sync_id, b.answered_at AS logged_at, u.record_key, u.operation, b.action, u.email,
+           u.user_id, CASE WHEN u.error_code IS NULL THEN 'succeeded' ELSE 'failed' END AS status,
+           u.error_code, coalesce(u.error_message, u.note) AS error_message
+      FROM iterable_audience.sync_batch b
+     CROSS JOIN LATERAL unnest(b.record_keys, b.operations, b.emails, b.user_ids, b.notes,
+                                b.error_codes, b.error_messages)
+           AS u(record_key, operation, email, user_id, note, error_code, error_message)
+     WHERE b.logged AND b.answered_at IS NOT NULL
+       AND b.sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v);
+COMMENT ON VIEW iterable_audience.sync_logs IS 'One row per record sent or refused in a run';
+GRANT SELECT ON iterable_audience.sync_logs TO PUBLIC;
 
 CREATE VIEW iterable_audience.syncs WITH (security_barrier) AS
     SELECT s.sync_id, s.sync_name, a.account_name, s.source, s.list_id, s.email_column, s.user_id_column,
@@ -216,7 +245,7 @@ CREATE VIEW iterable_audience.syncs WITH (security_barrier) AS
            s.max_removal_fraction, s.created_at, s.updated_at,
            last.status AS last_run_status, last.finished_at AS last_run_finished_at,
            (SELECT n.table_name FROM iterable_audience.snapshot n
-             WHERE n.sync_id = s.sync_id ORDER BY n.run_id DESC LIMIT 1) AS snapshot_table
+             WHERE n.sync_id = s.sync_id AND n.filled ORDER BY n.run_id DESC LIMIT 1) AS snapshot_table
       FROM iterable_audience.sync s
       JOIN iterable_audience.account a USING (account_id)
       LEFT JOIN LATERAL (SELECT r.status, r.finished_at FROM iterable_audience.sync_runs r

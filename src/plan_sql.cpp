@@ -207,26 +207,24 @@ audience_sql(const SyncDefinition &sync)
 }
 
 std::string
-plan_sql(const SyncDefinition &sync, const std::string &audience_table, const std::optional<std::string> &snapshot_table)
+plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline)
 {
 	const std::string snapshot =
-	    snapshot_table ? *snapshot_table
-	                   : "(SELECT NULL::text AS record_key, NULL::text AS email, NULL::text AS user_id, "
-	                     "NULL::bigint AS row_hash WHERE false)";
+	    baseline ? *baseline
+	             : "(SELECT NULL::text AS record_key, NULL::text AS email, NULL::text AS user_id, "
+	               "NULL::bigint AS row_hash WHERE false)";
 	const std::string reset = sync.reset_pending ? "true" : "false";
-	const std::string retry = sync.retry_failed_records ? "true" : "false";
-	const std::string sync_id = std::to_string(sync.sync_id);
-	const std::string a = audience_table;
 
+	// The audience is read once, into a materialized CTE (a tuplestore: cheaper than a table).
 	// Duplicate keys are found by hashing (no sort of the audience); only rows whose key is
 	// duplicated are ranked, deterministically, to choose the one that is sent.
-	return "WITH dup_keys AS (SELECT record_key FROM " + a +
-	       " WHERE problem IS NULL GROUP BY record_key HAVING count(*) > 1), "
+	return "WITH a AS MATERIALIZED (" + audience_sql(sync) + "), "
+	       "dup_keys AS (SELECT record_key FROM a WHERE problem IS NULL GROUP BY record_key HAVING count(*) > 1), "
 	       "ranked_dups AS (SELECT d.*, row_number() OVER (PARTITION BY d.record_key ORDER BY d.row_hash, d.email, "
-	       "d.user_id, d.data_fields::text) AS dup_rank FROM " + a +
-	       " d WHERE d.problem IS NULL AND d.record_key IN (SELECT record_key FROM dup_keys)), "
-	       "winners AS (SELECT u.record_key, u.email, u.user_id, u.data_fields, u.note, u.row_hash FROM " + a +
-	       " u WHERE u.problem IS NULL AND NOT EXISTS (SELECT 1 FROM dup_keys k WHERE k.record_key = u.record_key) "
+	       "d.user_id, d.data_fields::text) AS dup_rank FROM a d WHERE d.problem IS NULL "
+	       "AND d.record_key IN (SELECT record_key FROM dup_keys)), "
+	       "winners AS (SELECT u.record_key, u.email, u.user_id, u.data_fields, u.note, u.row_hash FROM a u "
+	       "WHERE u.problem IS NULL AND NOT EXISTS (SELECT 1 FROM dup_keys k WHERE k.record_key = u.record_key) "
 	       "UNION ALL SELECT r.record_key, r.email, r.user_id, r.data_fields, r.note, r.row_hash FROM ranked_dups r "
 	       "WHERE r.dup_rank = 1), "
 	       "diff AS (SELECT CASE WHEN p.record_key IS NULL OR (" + reset +
@@ -241,10 +239,10 @@ plan_sql(const SyncDefinition &sync, const std::string &audience_table, const st
 	       "), refused AS ("
 	       "SELECT 'insert'::text AS operation, x.record_key, coalesce(x.email, btrim(x.raw_email)) AS email, "
 	       "coalesce(x.user_id, x.raw_user_id) AS user_id, x.data_fields, false AS valid, x.problem AS error_code, "
-	       "x.note AS error_message, x.row_hash, NULL::bigint FROM " + a + " x WHERE x.problem IS NOT NULL "
+	       "x.note AS error_message, x.row_hash, NULL::bigint FROM a x WHERE x.problem IS NOT NULL "
 	       "UNION ALL SELECT CASE WHEN p.record_key IS NULL THEN 'insert' ELSE 'update' END, r.record_key, r.email, "
 	       "r.user_id, r.data_fields, false, 'duplicate_key', "
-	       "'another audience row has the same record key; only one row per key is sent', r.row_hash, NULL "
+	       "'another audience row has the same record key; only one row per key is sent', r.row_hash, p.row_hash "
 	       "FROM ranked_dups r LEFT JOIN " + snapshot + " p ON p.record_key = r.record_key WHERE r.dup_rank > 1), "
 	       "everything AS (SELECT * FROM diff UNION ALL SELECT * FROM refused) "
 	       // Numbered without sorting: a run sends class 0 (unsubscribes), then 1 (subscribes); 2 is refused.
@@ -252,11 +250,17 @@ plan_sql(const SyncDefinition &sync, const std::string &audience_table, const st
 	       "CASE WHEN NOT e.valid THEN 2 WHEN e.operation = 'delete' THEN 0 ELSE 1 END AS batch_class, "
 	       "e.operation, CASE WHEN e.operation = 'delete' THEN 'unsubscribe' ELSE 'subscribe' END AS action, "
 	       "e.record_key, e.email, e.user_id, e.data_fields, e.valid, e.error_code, e.error_message, e.row_hash, "
-	       "e.prev_hash "
-	       "FROM everything e LEFT JOIN iterable_audience.record_failure f ON f.sync_id = " +
-	       sync_id + " AND f.record_key = e.record_key "
-	       "WHERE NOT (f.record_key IS NOT NULL AND f.value_hash = e.row_hash AND NOT " + reset + " AND (NOT " + retry +
-	       " OR NOT f.retryable))";
+	       "e.prev_hash FROM everything e";
+}
+
+std::string
+skip_remembered_failures_sql(const SyncDefinition &sync, const std::string &plan_table)
+{
+	const std::string reset = sync.reset_pending ? "true" : "false";
+	const std::string retry = sync.retry_failed_records ? "true" : "false";
+	return "UPDATE " + plan_table + " p SET batch_class = 3 FROM iterable_audience.record_failure f WHERE f.sync_id = " +
+	       std::to_string(sync.sync_id) + " AND f.record_key = p.record_key AND f.value_hash = p.row_hash AND NOT " +
+	       reset + " AND (NOT " + retry + " OR NOT f.retryable)";
 }
 
 }  // namespace ia

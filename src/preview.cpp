@@ -1,6 +1,7 @@
 // SQL API: preview_sync(): the next run's plan, with no call to Iterable and no change to any state
-// (the staged audience is a temporary table dropped before returning).
+// (the plan is a temporary table dropped before returning).
 #include "run_preparation.hpp"
+#include "snapshot_tables.hpp"
 #include "sync_definition.hpp"
 
 #include "pg/args.hpp"
@@ -19,12 +20,29 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	ia::SyncDefinition sync = ia::load_sync(*name);
 	ia::check_sync_access(sync);
 	static int previews = 0;
-	const std::string audience = "pg_temp.ia_preview_audience_" + std::to_string(++previews);
-	ia::stage_audience(sync, audience);
+	const std::string suffix = std::to_string(++previews);
+	std::optional<std::string> baseline;
+	bool failures_possible;
+	{
+		ia::pg::AsRole as_owner(ia::pg::extension_owner());
+		baseline = ia::latest_snapshot_table(sync.sync_id);
+		// Runs that ended before building their snapshot are settled by the next run before it plans:
+		// the preview does the same into temporary tables, which the sync's owner may read.
+		int n = 0;
+		for (int64_t run : ia::unsettled_runs(sync.sync_id)) {
+			std::string table = "pg_temp.ia_preview_settled_" + suffix + "_" + std::to_string(++n);
+			ia::pg::exec(("CREATE TEMP TABLE " + table + " AS " + ia::settled_snapshot_sql(baseline, run)).c_str());
+			ia::pg::exec(("GRANT SELECT ON " + table + " TO " + ia::pg::quote_identifier(ia::pg::role_name(sync.owner)))
+			                 .c_str());
+			baseline = table;
+		}
+		failures_possible = true;
+	}
+	const std::string plan = "pg_temp.ia_preview_plan_" + suffix;
+	ia::build_plan(sync, plan, baseline, failures_possible);
 
 	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields, valid, error_code, "
-	                  "error_message FROM (" +
-	                  ia::staged_plan_sql(sync, audience) + ") plan ORDER BY batch_class, record_key, seq";
+	                  "error_message FROM " + plan + " WHERE batch_class < 3 ORDER BY batch_class, record_key, seq";
 	{
 		ia::pg::AsRole as_owner(ia::pg::extension_owner());
 		// Stream the plan into the result in chunks: memory does not grow with the audience.
@@ -47,7 +65,7 @@ IA_SQL_FUNCTION(ia_preview_sync)
 				break;
 		}
 		ia::pg::guard([&] { SPI_cursor_close(cursor); });
-		ia::pg::exec(("DROP TABLE " + audience).c_str());
+		ia::pg::exec(("DROP TABLE " + plan).c_str());
 	}
 	spi.finish();
 	return static_cast<Datum>(0);

@@ -20,12 +20,12 @@ check_owner_exists(const SyncDefinition &sync)
 		                    "iterable_audience.drop_sync() and create it again as another role.");
 }
 
-int64_t
-stage_audience(const SyncDefinition &sync, const std::string &table)
+void
+build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
+           bool failures_possible)
 {
 	check_owner_exists(sync);
-	std::string sql = "CREATE TEMP TABLE " + table + " AS " + audience_sql(sync);
-	pg::SqlResult r;
+	std::string sql = "CREATE TEMP TABLE " + table + " AS " + plan_sql(sync, baseline);
 	{
 		pg::AsRole as_owner(sync.owner);
 		pg::GucScope scope;
@@ -33,15 +33,11 @@ stage_audience(const SyncDefinition &sync, const std::string &table)
 		// A column renamed or dropped since create_sync: name the mapping and the closest column
 		// rather than fail on the generated SQL.
 		check_columns_exist(sync);
-		r = pg::exec(sql.c_str());
+		pg::exec(sql.c_str());
 	}
-	return static_cast<int64_t>(r.processed);
-}
-
-std::string
-staged_plan_sql(const SyncDefinition &sync, const std::string &audience_table)
-{
-	return plan_sql(sync, audience_table, latest_snapshot_table(sync.sync_id));
+	pg::AsRole as_extension_owner(pg::extension_owner());
+	if (failures_possible)
+		pg::exec(skip_remembered_failures_sql(sync, table).c_str());
 }
 
 }  // namespace ia

@@ -1,7 +1,7 @@
-// Steps shared by preview_sync() and a run: reading the audience as the sync's owner into a
-// temporary table, and planning against the latest snapshot.
+// Steps shared by preview_sync() and a run: planning, as the sync's owner, into a temporary table.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "sync_definition.hpp"
@@ -11,12 +11,12 @@ namespace ia {
 // Throws UserError when the role owning the sync no longer exists.
 void check_owner_exists(const SyncDefinition &sync);
 
-// CREATE TEMP TABLE <table> AS <audience_sql>, as the sync's owner with its search_path, so the
-// source is read with the owner's privileges whoever triggers the run. Returns the row count.
+// CREATE TEMP TABLE <table> AS <plan_sql>, as the sync's owner with its search_path, so the source
+// is read with the owner's privileges whoever triggers the run; then, as the extension's owner, the
+// records whose remembered failure says not to send them again go to batch_class 3 (only looked for
+// when failures_possible). `baseline` is the latest snapshot table (qualified), if any.
 // Requires an SPI session.
-int64_t stage_audience(const SyncDefinition &sync, const std::string &table);
-
-// The plan query over a staged audience (see plan_sql.hpp), against the latest snapshot.
-std::string staged_plan_sql(const SyncDefinition &sync, const std::string &audience_table);
+void build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
+                bool failures_possible);
 
 }  // namespace ia

@@ -133,7 +133,7 @@ latest_snapshot_table(int64_t sync_id)
 	pg::AsRole as_owner(pg::extension_owner());
 	pg::SqlValue name = pg::exec_scalar(
 	    "SELECT format('iterable_audience_snapshots.%I', table_name) FROM iterable_audience.snapshot n "
-	    "WHERE n.sync_id = $1::bigint AND to_regclass(format('iterable_audience_snapshots.%I', table_name)) IS NOT NULL "
+	    "WHERE n.sync_id = $1::bigint AND n.filled AND to_regclass(format('iterable_audience_snapshots.%I', table_name)) IS NOT NULL "
 	    "ORDER BY run_id DESC LIMIT 1",
 	    {std::to_string(sync_id)}, true);
 	return name;

@@ -272,6 +272,9 @@ IA_SQL_FUNCTION(ia_alter_sync)
 		ia::drop_snapshot_tables(s.sync_id, 0);
 		ia::pg::exec("DELETE FROM iterable_audience.record_failure WHERE sync_id = $1::bigint",
 		             {std::to_string(s.sync_id)});
+		// Nor are runs that ended before recording their snapshot to be settled into the new list's.
+		ia::pg::exec("UPDATE iterable_audience.sync_runs SET settled = true WHERE sync_id = $1::bigint AND NOT settled",
+		             {std::to_string(s.sync_id)});
 	}
 	ia::wake_scheduler_at_commit();
 	spi.finish();
@@ -322,9 +325,7 @@ IA_SQL_FUNCTION(ia_drop_sync)
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
 	ia::SyncLock lock(s.sync_id, "drop");
 	ia::drop_snapshot_tables(s.sync_id, 0);
-	ia::pg::exec("DELETE FROM iterable_audience.sync_logs WHERE run_id IN (SELECT run_id FROM "
-	             "iterable_audience.sync_runs WHERE sync_id = $1::bigint)",
-	             {std::to_string(s.sync_id)});
+	ia::pg::exec("DELETE FROM iterable_audience.sync_batch WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});
 	ia::pg::exec("DELETE FROM iterable_audience.sync WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});
 	spi.finish();
 	PG_RETURN_VOID();

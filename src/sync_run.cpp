@@ -30,7 +30,6 @@ namespace ia {
 
 namespace {
 
-const char *const kAudienceTable = "pg_temp.ia_audience";
 const char *const kPlanTable = "pg_temp.ia_plan";
 
 // Ends a run early with a status and the reason (a whole-run failure, or the removal guard).
@@ -40,6 +39,7 @@ struct RunEnded {
 };
 
 struct Batch {
+	int batch_no;
 	int64_t after_seq;          // the batch holds the next rows of its class after this seq
 	std::vector<int64_t> seqs;  // plan rows, in the order of subscribers
 	bool unsubscribe;
@@ -53,16 +53,21 @@ class Run {
 
  private:
 	bool claim();
+	void settle_earlier_runs();
 	void plan();
 	void check_removal_guard();
 	void preflight();
-	void prepare();
 	void send();
 	Batch load_batch(bool unsubscribe, int64_t after_seq, int64_t size);
 	std::string request_body(const Batch &batch) const;
 	BatchOutcome judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
 	                   std::optional<std::string> &fatal);
 	void finish(const std::string &status, const std::string &error);
+
+ public:
+	void settle_after_interrupt();
+
+ private:
 	void retention();
 	void report(const std::string &what);
 	std::string run_label() const;
@@ -72,6 +77,8 @@ class Run {
 	Account account_;
 	RunTarget target_;
 	std::optional<std::string> previous_snapshot_;
+	int next_batch_no_ = 1;
+	bool sent_any_ = false;  // a batch was written to the ledger: the run has a snapshot to build
 	int64_t planned_subscribes_ = 0;
 	int64_t planned_unsubscribes_ = 0;
 	int64_t refused_ = 0;
@@ -132,6 +139,19 @@ Run::claim()
 	});
 }
 
+// Builds the snapshots of earlier runs that ended before building theirs (a crash, an interrupt):
+// the plan must start from what those runs may have applied.
+void
+Run::settle_earlier_runs()
+{
+	pg::in_transaction([&] {
+		for (int64_t run : unsettled_runs(sync_.sync_id)) {
+			report("settling run " + std::to_string(run) + ", which ended before recording its snapshot");
+			fill_run_snapshot(sync_.sync_id, sync_.name, run, sync_.owner, latest_snapshot_table(sync_.sync_id));
+		}
+	});
+}
+
 void
 Run::plan()
 {
@@ -144,27 +164,28 @@ Run::plan()
 			                        ") may no longer use account \"" + account_.name + "\"",
 			                    "Grant it again with iterable_audience.grant_account_usage('" + account_.name +
 			                        "', '" + pg::role_name(sync_.owner) + "').");
-		int64_t audience_rows = 0;
-		timed("stage", [&] { audience_rows = stage_audience(sync_, kAudienceTable); });
 		previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
-		pg::exec(("CREATE TEMP TABLE ia_plan AS " + staged_plan_sql(sync_, kAudienceTable)).c_str());
-		pg::exec("CREATE UNIQUE INDEX ON pg_temp.ia_plan (seq)");
+		list_size_ = latest_snapshot_rows(sync_.sync_id);
+		failures_possible_ = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM iterable_audience.record_failure "
+		                                     "WHERE sync_id = $1::bigint)",
+		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
+		timed("diff", [&] { build_plan(sync_, kPlanTable, previous_snapshot_, failures_possible_); });
 		pg::exec("CREATE INDEX ON pg_temp.ia_plan (batch_class, seq)");
 		// Temporary tables get no statistics on their own; without them the batch fetch
 		// (next rows of a class by seq) is planned as a bitmap scan and sort of all remaining rows.
 		pg::exec("ANALYZE pg_temp.ia_plan");
-		failures_possible_ = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM iterable_audience.record_failure "
-		                                     "WHERE sync_id = $1::bigint)",
-		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
 		pg::SqlResult counts = pg::exec(
-		    "SELECT count(*) FILTER (WHERE valid AND action = 'subscribe'), "
-		    "count(*) FILTER (WHERE valid AND action = 'unsubscribe'), count(*) FILTER (WHERE NOT valid) "
+		    "SELECT count(*) FILTER (WHERE batch_class = 1), count(*) FILTER (WHERE batch_class = 0), "
+		    "count(*) FILTER (WHERE batch_class = 2), "
+		    // The audience's size without reading it again: the list, minus records that left it, plus
+		    // those that joined it, plus the rows refused.
+		    "count(*) FILTER (WHERE valid AND batch_class IN (1, 3) AND prev_hash IS NULL) "
+		    "- count(*) FILTER (WHERE valid AND operation = 'delete') + count(*) FILTER (WHERE NOT valid) "
 		    "FROM pg_temp.ia_plan");
 		planned_subscribes_ = std::stoll(*counts.at(0, 0));
 		planned_unsubscribes_ = std::stoll(*counts.at(0, 1));
 		refused_ = std::stoll(*counts.at(0, 2));
-		if (previous_snapshot_)
-			list_size_ = std::stoll(*pg::exec_scalar(("SELECT count(*) FROM " + *previous_snapshot_).c_str()));
+		int64_t audience_rows = list_size_ + std::stoll(*counts.at(0, 3));
 		pg::exec("UPDATE iterable_audience.sync_runs SET audience_rows = $2::bigint, planned_subscribes = $3::bigint, "
 		         "planned_unsubscribes = $4::bigint WHERE run_id = $1::bigint",
 		         {std::to_string(request_.run_id), std::to_string(audience_rows), std::to_string(planned_subscribes_),
@@ -224,27 +245,17 @@ Run::preflight()
 		                             "', list_id => ...) or new_list_name => ..."};
 }
 
-void
-Run::prepare()
-{
-	pg::in_transaction([&] {
-		target_.snapshot_table =
-		    create_snapshot_table(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_);
-		pg::exec("UPDATE iterable_audience.sync_runs SET snapshot_table = $2 WHERE run_id = $1::bigint",
-		         {std::to_string(request_.run_id), target_.snapshot_table});
-		int64_t refused = record_refused_rows(target_);
-		failed_ += refused;
-		target_.failures_possible = target_.failures_possible || refused > 0;  // refused rows are remembered
-	});
-}
-
-// The next `size` rows of a class after `after_seq` (index on batch_class, seq), marked in doubt in
-// the snapshot until Iterable's answer is recorded (batch_recording.hpp).
+// The next `size` rows of a class after `after_seq` (index on batch_class, seq), written to the
+// run's ledger before they are sent (batch_recording.hpp).
 Batch
 Run::load_batch(bool unsubscribe, int64_t after_seq, int64_t size)
 {
-	Batch batch{after_seq, {}, unsubscribe, {}};
-	pg::SqlResult rows = load_and_mark_batch(target_, unsubscribe, after_seq, size);
+	Batch batch{next_batch_no_, after_seq, {}, unsubscribe, {}};
+	pg::SqlResult rows = ia::load_batch(target_, batch.batch_no, unsubscribe, after_seq, size);
+	if (!rows.rows.empty()) {
+		next_batch_no_++;
+		sent_any_ = true;
+	}
 	batch.seqs.reserve(rows.rows.size());
 	batch.subscribers.reserve(rows.rows.size());
 	for (pg::SqlRow &row : rows.rows) {
@@ -278,11 +289,11 @@ Run::request_body(const Batch &batch) const
 BatchOutcome
 Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt, std::optional<std::string> &fatal)
 {
-	BatchOutcome o{batch.after_seq, batch.seqs.back(), static_cast<int64_t>(batch.seqs.size()), batch.unsubscribe, {},
-	               result.attempts, result.rate_limited, uncertain_attempt};
+	BatchOutcome o{batch.batch_no, batch.after_seq, batch.seqs.back(), static_cast<int64_t>(batch.seqs.size()),
+	               batch.unsubscribe, {}, result.attempts, result.rate_limited, uncertain_attempt};
 	auto fail_all = [&](const std::string &code, const std::string &message) {
-		for (int64_t seq : batch.seqs)
-			o.failures.push_back({seq, code, message, true});
+		for (size_t i = 0; i < batch.seqs.size(); i++)
+			o.failures.push_back({i, batch.seqs[i], code, message, true});
 	};
 	if (call_succeeded(result)) {
 		try {
@@ -291,7 +302,7 @@ Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
 			for (size_t i = 0; i < response.rows.size(); i++) {
 				const RowOutcome &row = response.rows[i];
 				if (!row.succeeded)
-					o.failures.push_back({batch.seqs[i], row.error_code, row.error_message,
+					o.failures.push_back({i, batch.seqs[i], row.error_code, row.error_message,
 					                      row.error_code != "forgotten"});
 			}
 			if (response.unattributed_failures > 0)
@@ -419,8 +430,13 @@ Run::finish(const std::string &status, const std::string &error)
 	for (const std::string &note : notes_)
 		text += (text.empty() ? "" : "; ") + note;
 	pg::in_transaction([&] {
+		if (sent_any_) {
+			report("recording the snapshot");
+			fill_run_snapshot(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_);
+		}
 		pg::exec("UPDATE iterable_audience.sync_runs SET status = $2, finished_at = clock_timestamp(), "
-		         "error = nullif($3, ''), snapshot_table = coalesce(snapshot_table, $4) WHERE run_id = $1::bigint",
+		         "error = nullif($3, ''), snapshot_table = coalesce(snapshot_table, $4), settled = true "
+		         "WHERE run_id = $1::bigint",
 		         {std::to_string(request_.run_id), status, text, previous_snapshot_});
 		bool completed = status == "succeeded" || status == "succeeded_with_failures";
 		std::optional<std::string> next = next_run_at_text(sync_.schedule);
@@ -439,21 +455,27 @@ Run::retention()
 	try {
 		pg::in_transaction([&] {
 			pg::exec("SET LOCAL lock_timeout = '5s'");
-			// Never this run's own logs: with 0 days they would be gone as soon as written.
-			// By run (sync_logs is indexed on run_id only: one index less to maintain per log row).
-			pg::exec("DELETE FROM iterable_audience.sync_logs WHERE run_id IN (SELECT r.run_id FROM "
-			         "iterable_audience.sync_runs r WHERE r.sync_id = $1::bigint AND r.run_id <> $3::bigint) "
-			         "AND logged_at < now() - make_interval(days => $2::integer)",
+			// Never this run's own logs (with 0 days they would be gone as soon as written), nor the
+			// batches of a run not yet settled into a snapshot (snapshot_tables.hpp).
+			pg::exec("DELETE FROM iterable_audience.sync_batch WHERE sync_id = $1::bigint AND run_id <> $3::bigint "
+			         "AND coalesce(answered_at, created_at) < now() - make_interval(days => $2::integer) "
+			         "AND (kind = 'refused' OR EXISTS (SELECT 1 FROM iterable_audience.sync_runs r "
+			         "WHERE r.run_id = sync_batch.run_id AND r.settled))",
 			         {std::to_string(sync_.sync_id), std::to_string(sync_.sync_log_retention_days),
 			          std::to_string(request_.run_id)});
 			drop_snapshot_tables(sync_.sync_id, sync_.snapshot_retention);
-			// Failures of records that left both the audience and the list are moot.
-			std::string snapshot = latest_snapshot_table(sync_.sync_id).value_or("");
-			pg::exec(("DELETE FROM iterable_audience.record_failure f WHERE f.sync_id = " + std::to_string(sync_.sync_id) +
-			          " AND NOT EXISTS (SELECT 1 FROM pg_temp.ia_audience a WHERE a.record_key = f.record_key)" +
-			          (snapshot.empty() ? std::string()
-			                            : " AND NOT EXISTS (SELECT 1 FROM " + snapshot + " s WHERE s.record_key = f.record_key)"))
-			             .c_str());
+			// Failures of records that left both the audience and the list are moot. A record of the
+			// audience with a remembered failure is always in the plan (sent again, skipped or refused).
+			if (failures_possible_ || refused_ > 0) {
+				std::string snapshot = latest_snapshot_table(sync_.sync_id).value_or("");
+				pg::exec(("DELETE FROM iterable_audience.record_failure f WHERE f.sync_id = " +
+				          std::to_string(sync_.sync_id) +
+				          " AND NOT EXISTS (SELECT 1 FROM pg_temp.ia_plan p WHERE p.record_key = f.record_key)" +
+				          (snapshot.empty() ? std::string()
+				                            : " AND NOT EXISTS (SELECT 1 FROM " + snapshot +
+				                                  " s WHERE s.record_key = f.record_key)"))
+				             .c_str());
+			}
 		});
 	} catch (const pg::PgError &e) {
 		std::string message = e.message;
@@ -466,6 +488,7 @@ Run::perform()
 {
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
+	timed("settle", [&] { settle_earlier_runs(); });
 	try {
 		timed("plan", [&] { plan(); });
 	} catch (const pg::PgError &e) {
@@ -477,21 +500,51 @@ Run::perform()
 		                             (e.hint.empty() ? std::string() : ". " + e.hint)};
 	}
 	check_removal_guard();
-	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, "", sync_.retain_sync_logs, failures_possible_};
+	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, sync_.retain_sync_logs, failures_possible_};
+	pg::in_transaction([&] {
+		int64_t refused = record_refused_rows(target_);
+		failed_ += refused;
+		target_.failures_possible = target_.failures_possible || refused > 0;  // refused rows are remembered
+	});
+	std::optional<RunEnded> ended;
 	if (planned_subscribes_ + planned_unsubscribes_ > 0) {
 		timed("preflight", [&] { preflight(); });
-		timed("prepare", [&] { prepare(); });
-		timed("send", [&] { send(); });
-	} else {
-		target_.snapshot_table = previous_snapshot_.value_or("");
-		pg::in_transaction([&] { failed_ += record_refused_rows(target_); });
+		pg::in_transaction([&] { create_snapshot_shell(sync_.sync_id, sync_.name, request_.run_id, sync_.owner); });
+		try {
+			timed("send", [&] { send(); });
+		} catch (const RunEnded &e) {
+			ended = e;  // Iterable refused the run during the send: what it acknowledged is recorded
+		}
 	}
-	timed("finish", [&] { finish(run_status_for(failed_), ""); });
-	timed("retention", [&] { retention(); });
+	timed("finish", [&] { finish(ended ? ended->status : run_status_for(failed_), ended ? ended->error : ""); });
+	if (!ended)
+		timed("retention", [&] { retention(); });
 	log_phases();
 }
 
-// One LOG line with the time of each phase ("plan" includes "stage", the read of the audience).
+// Interrupted (cancel, SIGTERM) while sending: builds the run's snapshot now, with the batches in
+// flight in doubt, rather than leave it to the next run, so that what analysts read is current. If
+// even that fails, the next run settles the run (snapshot_tables.hpp).
+void
+Run::settle_after_interrupt()
+{
+	if (!sent_any_)
+		return;
+	HOLD_INTERRUPTS();
+	try {
+		HttpClient::process_instance().abort_all();
+		pg::in_transaction(
+		    [&] { fill_run_snapshot(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_); });
+	} catch (const std::exception &e) {
+		std::string message = e.what();
+		RESUME_INTERRUPTS();
+		pg::guard([&] { ereport(WARNING, (errmsg("iterable_audience: %s: the next run records its snapshot: %s", run_label().c_str(), message.c_str()))); });
+		return;
+	}
+	RESUME_INTERRUPTS();
+}
+
+// One LOG line with the time of each phase ("plan" includes "diff", which reads the audience).
 void
 Run::log_phases()
 {
@@ -537,13 +590,14 @@ void
 perform_run(const RunRequest &request)
 {
 	std::optional<RunEnded> ended;
+	Run run(request);
 	try {
-		Run run(request);
 		run.perform();
 	} catch (const RunEnded &e) {
 		ended = e;
 	} catch (const pg::Interrupted &) {
 		ended = RunEnded{"failed", kRunInterruptedError};
+		run.settle_after_interrupt();
 	} catch (const pg::PgError &e) {
 		ended = RunEnded{"failed", e.message};
 	} catch (const pg::UserError &e) {

@@ -78,15 +78,45 @@ def _project(sync, email, user_id):
     return (email if sync["email_column"] else None, user_id if sync["user_id_column"] else None)
 
 
+def effective_snapshot(conn, sync_id):
+    """({record_key: (email, user_id)} acknowledged, {...} in doubt): the sync's latest snapshot table,
+    with the batches of runs that ended before recording their snapshot (a crash) applied the way the
+    next run will settle them (docs/reliability.md). An independent model of that rule: a record of an
+    answered batch that succeeded takes the batch's values (subscribe) or leaves (unsubscribe); one
+    that failed keeps what it had; one of an unanswered batch, or failed with an unknown outcome, is
+    in doubt."""
+    table = scalar(conn, "SELECT table_name FROM iterable_audience.snapshot WHERE sync_id = %s AND filled "
+                         "ORDER BY run_id DESC LIMIT 1", (sync_id,))
+    acknowledged, in_doubt = {}, {}
+    if table is not None:
+        for r in query(conn, 'SELECT record_key, email, user_id, row_hash FROM iterable_audience_snapshots."%s"'
+                       % table):
+            (in_doubt if r["row_hash"] == IN_DOUBT_HASH else acknowledged)[r["record_key"]] = (r["email"], r["user_id"])
+    batches = query(conn, "SELECT b.action, b.answered_at IS NOT NULL AS answered, b.outcome_unknown, b.record_keys, "
+                          "b.emails, b.user_ids, b.error_codes FROM iterable_audience.sync_batch b "
+                          "JOIN iterable_audience.sync_runs r USING (run_id) WHERE r.sync_id = %s AND NOT r.settled "
+                          "AND b.kind = 'sent' ORDER BY b.run_id, b.batch_no", (sync_id,))
+    for b in batches:
+        for i, key in enumerate(b["record_keys"]):
+            code = b["error_codes"][i] if b["error_codes"] else None
+            ident = (b["emails"][i], b["user_ids"][i])
+            if not b["answered"] or (code is not None and b["outcome_unknown"]):
+                acknowledged.pop(key, None)
+                in_doubt[key] = ident
+            elif code is None:
+                in_doubt.pop(key, None)
+                acknowledged.pop(key, None)
+                if b["action"] == "subscribe":
+                    acknowledged[key] = ident
+    return acknowledged, in_doubt
+
+
 def snapshot_and_list(conn, emulator, sync_name):
     """({acknowledged (email, userId)}, {in-doubt (email, userId)}, {list members (email, userId)})."""
     sync = _sync(conn, sync_name)
-    table = scalar(conn, "SELECT table_name FROM iterable_audience.snapshot WHERE sync_id = %s "
-                         "ORDER BY run_id DESC LIMIT 1", (sync["sync_id"],))
-    acknowledged, in_doubt = set(), set()
-    if table is not None:
-        for r in query(conn, 'SELECT email, user_id, row_hash FROM iterable_audience_snapshots."%s"' % table):
-            (in_doubt if r["row_hash"] == IN_DOUBT_HASH else acknowledged).add(_project(sync, r["email"], r["user_id"]))
+    ack, doubt = effective_snapshot(conn, sync["sync_id"])
+    acknowledged = {_project(sync, e, u) for e, u in ack.values()}
+    in_doubt = {_project(sync, e, u) for e, u in doubt.values()}
     on_list = [_project(sync, m["email"], m["userId"]) for m in emulator.members(sync["list_id"])]
     dups = [k for k, n in collections.Counter(on_list).items() if n > 1]
     assert not dups, "the list holds the same identifiers twice: %s" % dups[:5]

@@ -55,15 +55,12 @@ def snapshot_rows(db, name):
 
 
 def snapshot_split(db, name):
-    """({record_key: (email, user_id)} acknowledged, {...} in doubt) of the latest snapshot table: rows
-    with row_hash 0 are records whose last request has no known outcome (docs/reliability.md)."""
-    table = snapshot_table(db, name)
-    if table is None:
-        return {}, {}
-    acknowledged, in_doubt = {}, {}
-    for r in query(db, "SELECT record_key, email, user_id, row_hash FROM %s" % table):
-        (in_doubt if r["row_hash"] == 0 else acknowledged)[r["record_key"]] = (r["email"], r["user_id"])
-    return acknowledged, in_doubt
+    """({record_key: (email, user_id)} acknowledged, {...} in doubt) of the sync's latest snapshot
+    table, with the batches of a run that ended before recording its snapshot applied as the next run
+    will (invariants.effective_snapshot): rows in doubt are records whose last request has no known
+    outcome (docs/reliability.md)."""
+    from invariants import effective_snapshot
+    return effective_snapshot(db, sync_info(db, name)["sync_id"])
 
 
 def logs(db, run_id):
