@@ -77,7 +77,9 @@ class Bench:
         self.args = args
         self.cluster = Cluster(extra_conf={
             "shared_buffers": "'1GB'", "work_mem": "'64MB'", "maintenance_work_mem": "'512MB'",
-            "max_wal_size": "'8GB'", "checkpoint_timeout": "'30min'", "log_min_messages": "log"})
+            "max_wal_size": "'8GB'", "checkpoint_timeout": "'30min'", "log_min_messages": "log",
+            # Durable, as in production (the test clusters turn these off to save time).
+            "fsync": "on", "synchronous_commit": "on"})
         self.emulator = Emulator()
         self.conn = self.cluster.connect()
         with self.conn.cursor() as cur:

@@ -344,3 +344,22 @@ COMMENT ON FUNCTION iterable_audience.scheduler_status() IS
 CREATE FUNCTION iterable_audience.wake_scheduler()
 RETURNS boolean AS 'MODULE_PATHNAME', 'ia_wake_scheduler' LANGUAGE C VOLATILE;
 REVOKE EXECUTE ON FUNCTION iterable_audience.wake_scheduler() FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Shared request pacing (docs/architecture.md): one AIMD controller per (database, account) in shared
+-- memory, driven by every run of that Iterable project. Empty when the library is not preloaded.
+------------------------------------------------------------------------------------------------
+CREATE FUNCTION iterable_audience.rate_controllers()
+RETURNS TABLE(database_oid     oid,
+              account_id       bigint,
+              rate             double precision,
+              accepted_rate    double precision,
+              wait_seconds     double precision,
+              requests         bigint,
+              responses        bigint,
+              rate_limited     bigint,
+              last_used        timestamptz)
+AS 'MODULE_PATHNAME', 'ia_rate_controllers' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION iterable_audience.rate_controllers() IS
+    'Shared pacing per Iterable account: allowed requests/s (Infinity until the first 429), accepted requests/s over the last 2 s, seconds until the next request may start, requests started, attempts answered (retries included), of them 429, last use';
+REVOKE EXECUTE ON FUNCTION iterable_audience.rate_controllers() FROM PUBLIC;

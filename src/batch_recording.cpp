@@ -23,16 +23,16 @@ load_batch(const RunTarget &t, int batch_no, bool unsubscribe, int64_t after_seq
 	    "ledger AS (INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, "
 	    "record_keys, operations, emails, user_ids, row_hashes, notes) SELECT " + run + ", $4::integer, " + sync +
 	    ", 'sent', " + (unsubscribe ? "'unsubscribe'" : "'subscribe'") + ", " + (t.keep_logs ? "true" : "false") +
-	    ", array_agg(record_key ORDER BY seq), array_agg(operation ORDER BY seq), array_agg(email ORDER BY seq), "
-	    "array_agg(user_id ORDER BY seq), array_agg(row_hash ORDER BY seq), "
-	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message ORDER BY seq) END "
+	    // b holds the rows in seq order and is read in that order: no sort per array.
+	    ", array_agg(record_key), array_agg(operation), array_agg(email), array_agg(user_id), array_agg(row_hash), "
+	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message) END "
 	    "FROM b HAVING count(*) > 0) "
 	    "SELECT seq, email, user_id, data_fields::text FROM b ORDER BY seq";
 	return pg::in_transaction([&] {
 		// The batch must be on disk before Iterable may apply it, whatever the server's setting.
 		pg::exec("SET LOCAL synchronous_commit = on");
-		return pg::exec(sql.c_str(), {unsubscribe ? "0" : "1", std::to_string(after_seq), std::to_string(size),
-		                              std::to_string(batch_no)});
+		return pg::exec_prepared(sql, {unsubscribe ? "0" : "1", std::to_string(after_seq), std::to_string(size),
+		                               std::to_string(batch_no)});
 	});
 }
 
@@ -55,36 +55,38 @@ record_batch(const RunTarget &t, const BatchOutcome &o)
 		codes = pg::array_literal(code_list);
 		messages = pg::array_literal(message_list);
 	}
-	pg::exec("UPDATE iterable_audience.sync_batch SET answered_at = clock_timestamp(), outcome_unknown = $3::boolean, "
-	         "error_codes = $4::text[], error_messages = $5::text[] WHERE run_id = $1::bigint AND batch_no = $2::integer",
-	         {run, std::to_string(o.batch_no), o.outcome_unknown ? "t" : "f", codes, messages});
+	pg::exec_prepared("UPDATE iterable_audience.sync_batch SET answered_at = clock_timestamp(), "
+	                  "outcome_unknown = $3::boolean, error_codes = $4::text[], error_messages = $5::text[] "
+	                  "WHERE run_id = $1::bigint AND batch_no = $2::integer",
+	                  {run, std::to_string(o.batch_no), o.outcome_unknown ? "t" : "f", codes, messages});
 
-	const std::string in_batch = "p.batch_class = " + std::string(o.unsubscribe ? "0" : "1") + " AND p.seq > " +
-	                             std::to_string(o.after_seq) + " AND p.seq <= " + std::to_string(o.last_seq);
+	// The batch's plan rows ($1 class, $2 after_seq, $3 last_seq).
+	const std::string in_batch = "p.batch_class = $1::integer AND p.seq > $2::bigint AND p.seq <= $3::bigint";
+	const pg::SqlValue batch_class = o.unsubscribe ? "0" : "1";
+	const std::string after = std::to_string(o.after_seq), last = std::to_string(o.last_seq);
 	const std::string seqs = pg::array_literal(failed_seqs);
 	// Remember failures (with the hash of the values that failed), forget successes.
 	if (t.failures_possible)
-		pg::exec(("DELETE FROM iterable_audience.record_failure r USING " + t.plan_table + " p WHERE r.sync_id = " +
-		          sync + " AND " + in_batch + " AND p.seq <> ALL($1::bigint[]) AND r.record_key = p.record_key")
-		             .c_str(),
-		         {seqs});
+		pg::exec_prepared("DELETE FROM iterable_audience.record_failure r USING " + t.plan_table + " p WHERE r.sync_id = " +
+		                      sync + " AND " + in_batch + " AND p.seq <> ALL($4::bigint[]) AND r.record_key = p.record_key",
+		                  {batch_class, after, last, seqs});
 	if (!o.failures.empty())
 		pg::exec(("INSERT INTO iterable_audience.record_failure (sync_id, record_key, value_hash, error_code, retryable, "
 		          "run_id) SELECT " + sync + ", p.record_key, p.row_hash, f.code, f.retryable, " + run + " FROM " +
-		          t.plan_table + " p JOIN unnest($1::bigint[], $2::text[], $3::boolean[]) AS f(seq, code, retryable) "
+		          t.plan_table + " p JOIN unnest($4::bigint[], $5::text[], $6::boolean[]) AS f(seq, code, retryable) "
 		          "ON f.seq = p.seq WHERE " + in_batch + " AND p.record_key IS NOT NULL "
 		          "ON CONFLICT (sync_id, record_key) DO UPDATE SET value_hash = EXCLUDED.value_hash, "
 		          "error_code = EXCLUDED.error_code, retryable = EXCLUDED.retryable, run_id = EXCLUDED.run_id")
 		             .c_str(),
-		         {seqs, pg::array_literal(failed_codes), pg::array_literal(failed_retryable)});
+		         {batch_class, after, last, seqs, pg::array_literal(failed_codes), pg::array_literal(failed_retryable)});
 
 	int64_t failures = static_cast<int64_t>(o.failures.size());
 	std::string counter = o.unsubscribe ? "unsubscribed" : "subscribed";
-	pg::exec(("UPDATE iterable_audience.sync_runs SET " + counter + " = " + counter + " + " +
-	          std::to_string(o.rows - failures) + ", failed = failed + " + std::to_string(failures) +
-	          ", api_requests = api_requests + " + std::to_string(o.requests) +
-	          ", rate_limited = rate_limited + " + std::to_string(o.rate_limited) + " WHERE run_id = " + run)
-	             .c_str());
+	pg::exec_prepared("UPDATE iterable_audience.sync_runs SET " + counter + " = " + counter + " + $2::bigint, "
+	                  "failed = failed + $3::bigint, api_requests = api_requests + $4::bigint, "
+	                  "rate_limited = rate_limited + $5::bigint WHERE run_id = $1::bigint",
+	                  {run, std::to_string(o.rows - failures), std::to_string(failures), std::to_string(o.requests),
+	                   std::to_string(o.rate_limited)});
 }
 
 int64_t

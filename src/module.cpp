@@ -1,4 +1,6 @@
 // Library entry: module magic and _PG_init.
+#include "shared_pacing.hpp"  // before pg/postgres.hpp: it includes src/core headers
+
 #include "pg/postgres.hpp"
 #include "scheduler.hpp"
 #include "settings.hpp"
@@ -12,8 +14,11 @@ void
 _PG_init(void)
 {
 	ia::settings::define();
-	/* The scheduler exists only when preloaded; without it run_sync() still works. */
-	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+	/* The scheduler and the shared pacing table exist only when preloaded; without them run_sync()
+	 * still works (each run then paces its requests alone). */
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade) {
 		ia::scheduler::register_at_preload();
+		ia::shared_pacing::install_shmem_hooks();
+	}
 }
 }

@@ -183,7 +183,7 @@ audience_sql(const SyncDefinition &sync)
 	    "'userId ' || quote_literal(c.raw_user_id) || ' is not valid: it must be 1 to 52 printable ASCII "
 	    "characters without leading or trailing whitespace'";
 	// For a refused row: why. For a sent row: what of it was left out.
-	std::string note = "CASE x.problem WHEN 'invalid_email' THEN " + invalid_email_text +
+	std::string note = "CASE c.problem WHEN 'invalid_email' THEN " + invalid_email_text +
 	                   " WHEN 'invalid_user_id' THEN " + invalid_user_id_text + " WHEN 'missing_identifier' THEN " +
 	                   pg::quote_literal(missing_message) + " ELSE concat_ws('; ', CASE WHEN " + email_given +
 	                   " AND c.email IS NULL THEN " + invalid_email_text + " || ' and was not sent' END, CASE WHEN " +
@@ -196,14 +196,18 @@ audience_sql(const SyncDefinition &sync)
 	    "hashtextextended(coalesce(c.email, c.raw_email, '') || E'\\x1f' || coalesce(c.user_id, c.raw_user_id, '') || "
 	    "E'\\x1f' || coalesce(c.data_fields::text, ''), 0)";
 
-	return "SELECT c.raw_email, c.raw_user_id, c.email, c.user_id, c.data_fields, " + record_key +
-	       " AS record_key, x.problem, nullif(" + note + ", '') AS note, " + row_hash +
-	       " AS row_hash FROM (SELECT a.raw_email, a.raw_user_id, a.data_fields, "
-	       "iterable_audience.normalize_email(a.raw_email) AS email, "
+	// Each level is fenced (OFFSET 0) so that the functions and CASEs it computes run once per row,
+	// not once per reference above. The raw values are kept only for refused rows, which report them.
+	return "SELECT CASE WHEN c.problem IS NOT NULL THEN c.raw_email END AS raw_email, "
+	       "CASE WHEN c.problem IS NOT NULL THEN c.raw_user_id END AS raw_user_id, c.email, c.user_id, c.data_fields, "
+	       "c.record_key, c.problem, nullif(" + note + ", '') AS note, " + row_hash + " AS row_hash "
+	       "FROM (SELECT c.*, " + record_key + " AS record_key, x.problem FROM (SELECT a.raw_email, a.raw_user_id, "
+	       "a.data_fields, iterable_audience.normalize_email(a.raw_email) AS email, "
 	       "CASE WHEN iterable_audience.is_valid_user_id(a.raw_user_id) THEN a.raw_user_id END AS user_id "
 	       "FROM (SELECT " +
 	       raw_email + " AS raw_email, " + raw_user_id + " AS raw_user_id, " + data_fields + " AS data_fields FROM " +
-	       source_from_item(sync.source) + ") a) c CROSS JOIN LATERAL (SELECT " + problem + " AS problem) x";
+	       source_from_item(sync.source) + ") a OFFSET 0) c CROSS JOIN LATERAL (SELECT " + problem +
+	       " AS problem) x OFFSET 0) c";
 }
 
 std::string

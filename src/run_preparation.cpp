@@ -30,6 +30,11 @@ build_plan(const SyncDefinition &sync, const std::string &table, const std::opti
 		pg::AsRole as_owner(sync.owner);
 		pg::GucScope scope;
 		scope.set("search_path", sync.search_path);
+		// The plan's estimates of CTE scans are guesses: with them the planner may sort both sides of a
+		// million-row FULL JOIN to merge them, where hashing is much cheaper; and compiling the query
+		// (JIT) costs more than it saves here.
+		scope.set("enable_mergejoin", "off");
+		scope.set("jit", "off");
 		// A column renamed or dropped since create_sync: name the mapping and the closest column
 		// rather than fail on the generated SQL.
 		check_columns_exist(sync);

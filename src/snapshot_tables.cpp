@@ -1,5 +1,6 @@
 #include "snapshot_tables.hpp"
 
+#include "pg/bulk_insert.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 
@@ -87,10 +88,11 @@ fill_run_snapshot(int64_t sync_id, const std::string &sync_name, int64_t run_id,
 	    {std::to_string(sync_id), std::to_string(run_id)}, true);
 	std::string qualified = table ? "iterable_audience_snapshots." + pg::quote_identifier(*table)
 	                              : create_snapshot_shell(sync_id, sync_name, run_id, sync_owner);
-	pg::SqlResult filled = pg::exec(("INSERT INTO " + qualified + " " + settled_snapshot_sql(previous, run_id)).c_str());
+	pg::SqlValue oid = pg::exec_scalar("SELECT $1::regclass::oid", {qualified});
+	uint64_t rows = pg::insert_query_rows(static_cast<unsigned int>(std::stoul(*oid)), settled_snapshot_sql(previous, run_id));
 	pg::exec("UPDATE iterable_audience.snapshot SET filled = true, row_count = $3::bigint, created_at = now() "
 	         "WHERE sync_id = $1::bigint AND run_id = $2::bigint",
-	         {std::to_string(sync_id), std::to_string(run_id), std::to_string(filled.processed)});
+	         {std::to_string(sync_id), std::to_string(run_id), std::to_string(rows)});
 	pg::exec("UPDATE iterable_audience.sync_runs SET snapshot_table = $2, settled = true WHERE run_id = $1::bigint",
 	         {std::to_string(run_id), qualified});
 	// Batches kept only as the ledger (the sync keeps no logs) have served their purpose.

@@ -6,11 +6,11 @@
 #include "account_store.hpp"
 #include "batch_recording.hpp"
 #include "core/iterable_json.hpp"
-#include "core/rate_controller.hpp"
 #include "iterable_call.hpp"
 #include "memory_usage.hpp"
 #include "run_launcher.hpp"
 #include "run_preparation.hpp"
+#include "shared_pacing.hpp"
 #include "settings.hpp"
 #include "snapshot_tables.hpp"
 #include "sync_definition.hpp"
@@ -356,15 +356,14 @@ Run::send()
 	int64_t done = 0;
 	const int64_t total = planned_subscribes_ + planned_unsubscribes_;
 	// Paces requests once Iterable answers 429 (its limits are not published and come with no
-	// Retry-After); every attempt, retries included, informs it.
-	RateController pacing;
-	const auto clock_start = std::chrono::steady_clock::now();
-	auto now = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - clock_start).count(); };
+	// Retry-After); every attempt, retries included, informs it. Iterable's limit is per project: every
+	// run of this account shares one controller (shared_pacing.hpp), or paces alone without preloading.
+	SharedPacing pacing(MyDatabaseId, account_.account_id);
 	std::set<uint64_t> uncertain;  // tags of batches an attempt of which Iterable may have applied unanswered
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
 		bool answered = attempt.outcome.transport == TransportOutcome::Response;
 		if (answered)
-			pacing.on_response(now(), attempt.outcome.status == 429);
+			pacing.on_response(attempt.outcome.status == 429);
 		if (!answered || attempt.outcome.status >= 500)
 			uncertain.insert(attempt.tag);
 	});
@@ -372,7 +371,7 @@ Run::send()
 	try {
 		for (Phase &phase : phases) {
 			for (;;) {
-				while (!fatal && in_flight.size() < max_in_flight && phase.left > 0 && pacing.may_send(now())) {
+				while (!fatal && in_flight.size() < max_in_flight && phase.left > 0 && pacing.may_send()) {
 					Batch batch = load_batch(phase.unsubscribe, phase.after_seq, std::min(batch_size, phase.left));
 					if (batch.seqs.empty())
 						throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
@@ -383,7 +382,7 @@ Run::send()
 					    request_body(batch));
 					http.tag = next_tag;
 					client.submit(std::move(http), options);
-					pacing.on_sent(now());
+					pacing.on_sent();
 					in_flight.emplace(next_tag++, std::move(batch));
 				}
 				bool more = !fatal && phase.left > 0;
@@ -392,7 +391,7 @@ Run::send()
 				pg::throw_if_interrupted();
 				int wait_ms = 100;
 				if (more && in_flight.size() < max_in_flight)
-					wait_ms = std::clamp(static_cast<int>(pacing.wait_seconds(now()) * 1000), 1, 100);
+					wait_ms = std::clamp(static_cast<int>(pacing.wait_seconds() * 1000), 1, 100);
 				if (in_flight.empty()) {
 					pg_usleep(wait_ms * 1000L);  // paced, nothing to wait for: poll() would return at once
 					continue;

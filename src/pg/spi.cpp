@@ -22,16 +22,88 @@ SpiSession::finish()
 
 namespace {
 
-// Copy one cell of SPI_tuptable into a C++ string (the palloc'd C string dies with the context).
-SqlValue
-cell(int row, int col)
+// Copies SPI_tuptable into C++ strings. One guard for the whole table: inside it only PostgreSQL
+// calls run (no C++ object with a destructor is alive there); text values are read in place,
+// others through their output function, and copied out once the guard has returned.
+SqlResult
+copy_tuptable()
 {
-	char *text = guard([&] { return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col); });
-	if (text == nullptr)
-		return std::nullopt;
-	std::string value(text);
-	guard([&] { pfree(text); });
-	return value;
+	SqlResult result;
+	result.processed = SPI_processed;
+	if (SPI_tuptable == nullptr)
+		return result;
+	const int ncols = SPI_tuptable->tupdesc->natts;
+	const size_t nrows = SPI_processed;
+	std::vector<const char *> data(nrows * static_cast<size_t>(ncols), nullptr);
+	std::vector<size_t> lengths(data.size(), 0);
+	guard([&] {
+		SPITupleTable *table = SPI_tuptable;
+		TupleDesc desc = table->tupdesc;
+		for (size_t r = 0; r < nrows; r++) {
+			for (int c = 0; c < ncols; c++) {
+				bool isnull;
+				Datum d = SPI_getbinval(table->vals[r], desc, c + 1, &isnull);
+				size_t at = r * static_cast<size_t>(ncols) + static_cast<size_t>(c);
+				if (isnull)
+					continue;
+				Oid type = TupleDescAttr(desc, c)->atttypid;
+				if (type == TEXTOID || type == VARCHAROID || type == NAMEOID) {
+					if (type == NAMEOID) {
+						data[at] = NameStr(*DatumGetName(d));
+						lengths[at] = strlen(data[at]);
+					} else {
+						text *t = DatumGetTextPP(d);
+						data[at] = VARDATA_ANY(t);
+						lengths[at] = VARSIZE_ANY_EXHDR(t);
+					}
+				} else {
+					Oid output;
+					bool varlena;
+					getTypeOutputInfo(type, &output, &varlena);
+					char *out = OidOutputFunctionCall(output, d);
+					data[at] = out;
+					lengths[at] = strlen(out);
+				}
+			}
+		}
+	});
+	result.rows.reserve(nrows);
+	for (size_t r = 0; r < nrows; r++) {
+		SqlRow row;
+		row.reserve(ncols);
+		for (int c = 0; c < ncols; c++) {
+			size_t at = r * static_cast<size_t>(ncols) + static_cast<size_t>(c);
+			if (data[at] == nullptr)
+				row.emplace_back(std::nullopt);
+			else
+				row.emplace_back(std::string(data[at], lengths[at]));
+		}
+		result.rows.push_back(std::move(row));
+	}
+	guard([] { SPI_freetuptable(SPI_tuptable); });
+	return result;
+}
+
+struct Args {
+	std::vector<Oid> types;
+	std::vector<Datum> values;
+	std::vector<char> nulls;
+};
+
+Args
+text_args(const std::vector<SqlValue> &params)
+{
+	const size_t nargs = params.size();
+	Args a{std::vector<Oid>(nargs, TEXTOID), std::vector<Datum>(nargs), std::vector<char>(nargs, ' ')};
+	for (size_t i = 0; i < nargs; i++) {
+		if (!params[i]) {
+			a.nulls[i] = 'n';
+			continue;
+		}
+		const char *text = params[i]->c_str();
+		a.values[i] = guard([&] { return CStringGetTextDatum(text); });
+	}
+	return a;
 }
 
 }  // namespace
@@ -39,39 +111,41 @@ cell(int row, int col)
 SqlResult
 exec(const char *sql, const std::vector<SqlValue> &params, bool read_only)
 {
-	const int nargs = static_cast<int>(params.size());
-	std::vector<Oid> types(nargs, TEXTOID);
-	std::vector<Datum> values(nargs);
-	std::vector<char> nulls(nargs, ' ');
-	for (int i = 0; i < nargs; i++) {
-		if (!params[i]) {
-			nulls[i] = 'n';
-			continue;
-		}
-		const char *text = params[i]->c_str();
-		values[i] = guard([&] { return CStringGetTextDatum(text); });
-	}
+	Args a = text_args(params);
 	int rc = guard([&] {
-		return SPI_execute_with_args(sql, nargs, types.data(), values.data(), nulls.data(), read_only, 0);
+		return SPI_execute_with_args(sql, static_cast<int>(params.size()), a.types.data(), a.values.data(),
+		                             a.nulls.data(), read_only, 0);
 	});
 	if (rc < 0)
 		throw UserError(ERRCODE_INTERNAL_ERROR, std::string("SPI failed: ") + SPI_result_code_string(rc));
+	return copy_tuptable();
+}
 
-	SqlResult result;
-	result.processed = SPI_processed;
-	if (SPI_tuptable != nullptr) {
-		const int ncols = SPI_tuptable->tupdesc->natts;
-		result.rows.reserve(SPI_processed);
-		for (uint64 r = 0; r < SPI_processed; r++) {
-			SqlRow row;
-			row.reserve(ncols);
-			for (int c = 1; c <= ncols; c++)
-				row.push_back(cell(static_cast<int>(r), c));
-			result.rows.push_back(std::move(row));
-		}
-		guard([] { SPI_freetuptable(SPI_tuptable); });
+SqlResult
+exec_prepared(const std::string &sql, const std::vector<SqlValue> &params)
+{
+	// Plans saved for the life of the process (a run's worker, which runs the same few statements
+	// once per batch): parsed and planned once instead of once per batch.
+	static std::unordered_map<std::string, SPIPlanPtr> plans;
+	auto it = plans.find(sql);
+	if (it == plans.end()) {
+		std::vector<Oid> types(params.size(), TEXTOID);
+		SPIPlanPtr plan = guard([&] {
+			SPIPlanPtr p = SPI_prepare(sql.c_str(), static_cast<int>(types.size()), types.data());
+			if (p == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(p) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			return p;
+		});
+		it = plans.emplace(sql, plan).first;
 	}
-	return result;
+	Args a = text_args(params);
+	SPIPlanPtr plan = it->second;
+	int rc = guard([&] { return SPI_execute_plan(plan, a.values.data(), a.nulls.data(), false, 0); });
+	if (rc < 0)
+		throw UserError(ERRCODE_INTERNAL_ERROR, std::string("SPI failed: ") + SPI_result_code_string(rc));
+	return copy_tuptable();
 }
 
 SqlValue

@@ -35,6 +35,10 @@ class SpiSession {
 // Run one statement. read_only: run with the current snapshot and no writes allowed.
 SqlResult exec(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
 
+// Run one statement through a plan prepared on first use and kept for the life of the process
+// (for statements a worker runs many times; the text must not vary with the data: pass parameters).
+SqlResult exec_prepared(const std::string &sql, const std::vector<SqlValue> &params = {});
+
 // First column of the first row, or nullopt when there is no row or it is NULL.
 SqlValue exec_scalar(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
 
