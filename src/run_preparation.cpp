@@ -1,5 +1,6 @@
 #include "plan_sql.hpp"
 #include "run_preparation.hpp"
+#include "settings.hpp"
 #include "sync_columns.hpp"
 
 #include "pg/guc_scope.hpp"
@@ -35,6 +36,9 @@ build_plan(const SyncDefinition &sync, const std::string &table, const std::opti
 		// (JIT) costs more than it saves here.
 		scope.set("enable_mergejoin", "off");
 		scope.set("jit", "off");
+		// Bounded memory whatever the audience's size: beyond it, hash tables spill to disk.
+		if (settings::plan_work_mem_kb > 0)
+			scope.set("work_mem", (std::to_string(settings::plan_work_mem_kb) + "kB").c_str());
 		// A column renamed or dropped since create_sync: name the mapping and the closest column
 		// rather than fail on the generated SQL.
 		check_columns_exist(sync);

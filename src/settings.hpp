@@ -12,6 +12,7 @@ extern int retry_max_delay_ms;
 extern char *ca_file;
 extern int batch_size;
 extern int max_requests_in_flight;
+extern int plan_work_mem_kb;  // -1: work_mem
 // Scheduler (docs/scheduler.md)
 extern char *database_name;
 extern int max_concurrent_syncs;
