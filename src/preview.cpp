@@ -22,7 +22,6 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	static int previews = 0;
 	const std::string suffix = std::to_string(++previews);
 	std::optional<std::string> baseline;
-	bool failures_possible;
 	{
 		ia::pg::AsRole as_owner(ia::pg::extension_owner());
 		baseline = ia::latest_snapshot_table(sync.sync_id);
@@ -36,10 +35,9 @@ IA_SQL_FUNCTION(ia_preview_sync)
 			                 .c_str());
 			baseline = table;
 		}
-		failures_possible = true;
 	}
 	const std::string plan = "pg_temp.ia_preview_plan_" + suffix;
-	ia::build_plan(sync, plan, baseline, failures_possible);
+	ia::build_plan(sync, plan, baseline, true);  // looks for remembered failures: a preview runs once
 
 	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields, valid, error_code, "
 	                  "error_message FROM " + plan + " WHERE batch_class < 3 ORDER BY batch_class, record_key, seq";

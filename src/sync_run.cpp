@@ -530,8 +530,7 @@ Run::settle_after_interrupt()
 	if (!sent_any_)
 		return;
 	HOLD_INTERRUPTS();
-	try {
-		HttpClient::process_instance().abort_all();
+	try {  // send() aborted the requests in flight before the interrupt reached here
 		pg::in_transaction(
 		    [&] { fill_run_snapshot(sync_.sync_id, sync_.name, request_.run_id, sync_.owner, previous_snapshot_); });
 	} catch (const std::exception &e) {
