@@ -5,6 +5,8 @@ import asyncio
 import html
 import json
 import time
+from itertools import repeat
+from operator import add, is_not
 
 from emu_admin import Admin
 from emu_faults import Faults
@@ -114,6 +116,46 @@ def parse_subscribers(subscribers, full, errors):
                 "error.expected.jsboolean")
         append((email, user_id, data, prefer is True, merge is True))
     return rows, missing
+
+
+_DICT = {dict}
+_STR = {str}
+_NONE = {type(None)}
+_STR_OR_NONE = {str, type(None)}
+_ONE = {1}
+_TWO = {2}
+
+
+def identifier_columns(subscribers):
+    """(emails, user_ids, mixed) when every subscriber is an object whose only keys are
+    "email" and/or "userId" with string values (the common request), else None.
+
+    A column is a list with one entry per subscriber, or None when no subscriber has that
+    key; mixed: some subscribers have only one of them (None in the other column). Built
+    with C-level map() passes, no loop per subscriber; the rows are then what
+    parse_subscribers() would return, with nothing to report.
+    """
+    if not subscribers or set(map(type, subscribers)) != _DICT:
+        return None
+    sizes = set(map(len, subscribers))
+    emails = list(map(dict.get, subscribers, repeat("email")))
+    email_types = set(map(type, emails))
+    if sizes == _ONE and email_types == _STR:
+        return emails, None, False
+    user_ids = list(map(dict.get, subscribers, repeat("userId")))
+    user_id_types = set(map(type, user_ids))
+    if sizes == _ONE and email_types == _NONE and user_id_types == _STR:
+        return None, user_ids, False
+    if sizes == _TWO and email_types == _STR and user_id_types == _STR:
+        return emails, user_ids, False
+    if not (email_types <= _STR_OR_NONE and user_id_types <= _STR_OR_NONE) or 0 in sizes:
+        return None
+    # Mixed rows: each subscriber's keys must be exactly its (non-null) identifiers.
+    present = list(map(add, map(is_not, emails, repeat(None)),
+                       map(is_not, user_ids, repeat(None))))
+    if present != list(map(len, subscribers)):
+        return None
+    return emails, user_ids, True
 
 
 class App:
@@ -342,13 +384,13 @@ class App:
             "Invalid list id %d in Project %d: error.lists.invalidListId"
             % (list_id, project.project_id), "BadParams", {"listId": list_id}))
 
-    def _finish(self, endpoint, list_id, outcome, rows, notes):
+    def _finish(self, endpoint, list_id, outcome, count, notes):
         for identifier, field, expected, received in outcome.mismatches:
             self.stats.note_invalid(endpoint, "data_type_mismatch", identifier, list_id,
                                     detail={"field": field, "expectedType": expected,
                                             "incomingType": received})
         notes["listId"] = list_id
-        notes["subscribers"] = len(rows)
+        notes["subscribers"] = count
         notes["successCount"] = outcome.success
         notes["failCount"] = outcome.fail
         return json_response(200, outcome.to_json())
@@ -359,7 +401,14 @@ class App:
             return error
         errors = {}
         list_id = self._list_id(body, errors)
-        rows, missing = self._subscribers(body, True, errors)
+        subscribers = body.get("subscribers")
+        columns = identifier_columns(subscribers) if type(subscribers) is list else None
+        if columns is None:
+            rows, missing = self._subscribers(body, True, errors)
+            count = len(rows)
+        else:
+            missing = None
+            count = len(subscribers)
         existing_only = body.get("updateExistingUsersOnly")
         if existing_only is not None and type(existing_only) is not bool:
             errors["obj.updateExistingUsersOnly"] = _path_error("error.expected.jsboolean")
@@ -375,10 +424,15 @@ class App:
             note_invalid("subscribe", "emails" if field == "email" else "userIds", value,
                          list_id)
 
-        outcome = project.subscribe(lst, rows, existing_only is True, on_invalid)
+        if columns is None:
+            outcome = project.subscribe(lst, rows, existing_only is True, on_invalid)
+        else:
+            emails, user_ids, mixed = columns
+            outcome = project.subscribe_ids(lst, emails, user_ids, mixed, existing_only is True,
+                                            on_invalid)
         for due in self.faults.lists_to_delete(project.api_key, list_id):
             self.store.delete_list(project, due)
-        return self._finish("subscribe", list_id, outcome, rows, notes)
+        return self._finish("subscribe", list_id, outcome, count, notes)
 
     def unsubscribe(self, request, project, arg, notes):
         body, error = self.json_object(request, "unsubscribe")
@@ -387,7 +441,14 @@ class App:
         self.stats.note_unsubscribe_flags(body)
         errors = {}
         list_id = self._list_id(body, errors)
-        rows, missing = self._subscribers(body, False, errors)
+        subscribers = body.get("subscribers")
+        columns = identifier_columns(subscribers) if type(subscribers) is list else None
+        if columns is None:
+            rows, missing = self._subscribers(body, False, errors)
+        else:
+            missing = None
+            emails, user_ids, _ = columns
+            rows = list(zip(emails or repeat(None), user_ids or repeat(None)))
         campaign_id = body.get("campaignId")
         if campaign_id is not None and type(campaign_id) is not int:
             errors["obj.campaignId"] = _path_error("error.expected.jsnumber")
@@ -407,4 +468,4 @@ class App:
                          list_id)
 
         outcome = project.unsubscribe(lst, rows, on_invalid)
-        return self._finish("unsubscribe", list_id, outcome, rows, notes)
+        return self._finish("unsubscribe", list_id, outcome, len(rows), notes)

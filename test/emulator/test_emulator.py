@@ -505,6 +505,75 @@ def test_data_fields_merge_and_type_mismatch(emu):
     assert fields["plan"] == "string" and fields["s.m"] == "boolean"
 
 
+# Requests whose subscribers all carry only identifiers (what the extension sends) take the
+# emulator's column fast path: bulk format checks, rows looked up once. Same rules.
+@pytest.mark.parametrize("key", [HYBRID, EMAIL])
+def test_batch_of_emails(emu, key):
+    list_id = emu.create_list(key)
+    emu.subscribe(list_id, [{"email": "known@x.com"}], key)
+    emails = ["e%d@Batch.example" % i for i in range(40)]
+    emails[7] = "bad@"                              # one invalid: checked row by row
+    emails[9] = "E3@batch.EXAMPLE"                  # repeats a new email of this request
+    emails[20] = "KNOWN@x.com"
+    compact = json.dumps({"listId": list_id, "subscribers": [{"email": e} for e in emails]},
+                         separators=(",", ":")).encode()
+    status, headers, raw = emu.request("POST", "/api/lists/subscribe", compact, key)
+    assert status == 200
+    assert ok_result(json.loads(raw), 39, 1) == {"invalidEmails": ["bad@"]}
+    members = [m["email"] for m in emu.members(list_id)]
+    assert members == ["known@x.com"] + [e.lower() for e in emails
+                                         if e not in ("bad@", "E3@batch.EXAMPLE", "KNOWN@x.com")]
+    state = emu.admin("GET", "state")[1]
+    project = next(p for p in state["projects"] if p["api_key"] == key)
+    assert project["users"] == 38
+    assert emu.admin("GET", "invalid_received")[1]["counts"]["emails"] == 1
+
+
+@pytest.mark.parametrize("key", [HYBRID, USERID, EMAIL])
+def test_batch_of_user_ids(emu, key):
+    list_id = emu.create_list(key)
+    user_ids = ["u%d" % i for i in range(30)] + ["u3", "x" * 53, "U3"]
+    _, result, _ = emu.subscribe(list_id, [{"userId": u} for u in user_ids], key)
+    if key == EMAIL:                                # unknown userIds are not created
+        assert ok_result(result, 0, 33) == {"invalidUserIds": ["x" * 53],
+                                            "notFoundUserIds": user_ids[:31] + ["U3"]}
+        return
+    assert ok_result(result, 32, 1) == {"invalidUserIds": ["x" * 53]}
+    assert [m["userId"] for m in emu.members(list_id)] == user_ids[:30] + ["U3"]
+    _, result, _ = emu.subscribe(list_id, [{"userId": "u1"}, {"userId": "new"}], key,
+                                 updateExistingUsersOnly=True)
+    assert ok_result(result, 1, 1) == {"notFoundUserIds": ["new"]}
+
+
+def test_batch_of_pairs_in_userid_project(emu):
+    list_id = emu.create_list(USERID)
+    pairs = [{"email": "p%d@x.com" % i, "userId": "p%d" % i} for i in range(20)]
+    pairs[5]["email"] = pairs[6]["email"] = "Shared@x.com"
+    _, result, _ = emu.subscribe(list_id, pairs, USERID, updateExistingUsersOnly=False)
+    assert ok_result(result, 20) == {}
+    _, result, _ = emu.subscribe(list_id, [{"email": "shared@X.com"}], USERID)
+    ok_result(result, 1)                            # the first user holding it: p5
+    _, result, _ = emu.unsubscribe(list_id, [{"email": "SHARED@x.com"}], USERID)
+    ok_result(result, 1)
+    assert [m["userId"] for m in emu.members(list_id)] == [
+        "p%d" % i for i in range(20) if i != 5]
+    # p6 moves to another email (and off the shared one); p5 keeps it
+    _, result, _ = emu.subscribe(list_id, [{"email": "moved@x.com", "userId": "p6"},
+                                           {"email": "p7@x.com", "userId": "p7"},
+                                           {"email": "new@x.com", "userId": "p99"}], USERID)
+    ok_result(result, 3)
+    users = emu.admin("GET", "users?api_key=%s&email=shared@x.com" % USERID)[1]["users"]
+    assert [u["userId"] for u in users] == ["p5"]
+    users = emu.admin("GET", "users?api_key=%s&email=moved@x.com" % USERID)[1]["users"]
+    assert [u["userId"] for u in users] == ["p6"]
+    _, result, _ = emu.subscribe(list_id, [{"email": "a@x.com", "userId": "p0"},
+                                           {"email": "b@x.com", "userId": "nobody"}], USERID,
+                                 updateExistingUsersOnly=True)
+    assert ok_result(result, 1, 1) == {"notFoundEmails": ["b@x.com"],
+                                       "notFoundUserIds": ["nobody"]}
+    assert emu.admin("GET", "state")[1]["projects"][2]["users"] == 21
+
+
 # ----- unsubscribe ------------------------------------------------------------------------
 def test_unsubscribe(emu):
     list_id = emu.create_list()
