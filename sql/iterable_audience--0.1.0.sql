@@ -321,6 +321,15 @@ AS 'MODULE_PATHNAME', 'ia_normalize_email' LANGUAGE C IMMUTABLE STRICT PARALLEL 
 CREATE FUNCTION iterable_audience.is_valid_user_id(user_id text) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ia_is_valid_user_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- Internal to the plan query (src/plan_functions.cpp), one call per audience row.
+-- values_hash: the hash of the values a record sends (NULLs as empty strings), kept in snapshots.
+CREATE FUNCTION iterable_audience.values_hash(email text, user_id text, data_fields jsonb) RETURNS bigint
+AS 'MODULE_PATHNAME', 'ia_values_hash' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- key_seen_before: true when the key may have come earlier in the same scan (a Bloom filter kept for
+-- one statement: no false negatives, about 1% false positives). Volatile: it has state.
+CREATE FUNCTION iterable_audience.key_seen_before(record_key text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ia_key_seen_before' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 ------------------------------------------------------------------------------------------------
 -- Scheduler (docs/scheduler.md): a background worker when the library is in shared_preload_libraries
 ------------------------------------------------------------------------------------------------

@@ -18,10 +18,16 @@ text_arg_view(FunctionCallInfo fcinfo, int n)
 
 IA_SQL_FUNCTION(ia_normalize_email)
 {
-	std::optional<std::string> email = ia::normalize_email(text_arg_view(fcinfo, 0));
-	if (!email)
+	std::string_view raw = text_arg_view(fcinfo, 0);
+	// The result is written in place into a text of the input's size (never longer than it).
+	text *result = ia::pg::guard([&] { return static_cast<text *>(palloc(VARHDRSZ + raw.size())); });
+	std::size_t length = ia::normalize_email_into(raw, VARDATA(result));
+	if (length == 0) {
+		pfree(result);
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(ia::pg::text_datum(*email));
+	}
+	SET_VARSIZE(result, VARHDRSZ + length);
+	PG_RETURN_TEXT_P(result);
 }
 
 IA_SQL_FUNCTION(ia_is_valid_user_id)

@@ -182,19 +182,21 @@ audience_sql(const SyncDefinition &sync)
 	const std::string invalid_user_id_text =
 	    "'userId ' || quote_literal(c.raw_user_id) || ' is not valid: it must be 1 to 52 printable ASCII "
 	    "characters without leading or trailing whitespace'";
-	// For a refused row: why. For a sent row: what of it was left out.
-	std::string note = "CASE c.problem WHEN 'invalid_email' THEN " + invalid_email_text +
+	// For a refused row: why. For a sent row: what of it was left out (nothing when every identifier
+	// given is valid: that test comes first, since it is cheap and nearly always true).
+	std::string note = "CASE WHEN c.problem IS NULL AND (c.email IS NOT NULL OR c.raw_email IS NULL) AND "
+	                   "(c.user_id IS NOT NULL OR c.raw_user_id IS NULL) THEN NULL ELSE CASE c.problem "
+	                   "WHEN 'invalid_email' THEN " + invalid_email_text +
 	                   " WHEN 'invalid_user_id' THEN " + invalid_user_id_text + " WHEN 'missing_identifier' THEN " +
 	                   pg::quote_literal(missing_message) + " ELSE concat_ws('; ', CASE WHEN " + email_given +
 	                   " AND c.email IS NULL THEN " + invalid_email_text + " || ' and was not sent' END, CASE WHEN " +
 	                   user_id_given + " AND c.user_id IS NULL THEN " + invalid_user_id_text +
-	                   " || ' and was not sent' END) END";
-	std::string record_key = std::string("CASE WHEN ") + (sync.user_id_column ? "c.user_id IS NOT NULL" : "false") +
-	                         " THEN c.user_id WHEN c.email IS NOT NULL THEN c.email "
-	                         "ELSE nullif(coalesce(nullif(c.raw_user_id, ''), btrim(c.raw_email)), '') END";
+	                   " || ' and was not sent' END) END END";
+	std::string record_key = std::string("coalesce(") + (sync.user_id_column ? "c.user_id, " : "") +
+	                         "c.email, nullif(coalesce(nullif(c.raw_user_id, ''), btrim(c.raw_email)), ''))";
 	std::string row_hash =
-	    "hashtextextended(coalesce(c.email, c.raw_email, '') || E'\\x1f' || coalesce(c.user_id, c.raw_user_id, '') || "
-	    "E'\\x1f' || coalesce(c.data_fields::text, ''), 0)";
+	    "iterable_audience.values_hash(coalesce(c.email, c.raw_email), coalesce(c.user_id, c.raw_user_id), "
+	    "c.data_fields)";
 
 	// Each level is fenced (OFFSET 0) so that the functions and CASEs it computes run once per row,
 	// not once per reference above. The raw values are kept only for refused rows, which report them.
@@ -220,10 +222,14 @@ plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline)
 	const std::string reset = sync.reset_pending ? "true" : "false";
 
 	// The audience is read once, into a materialized CTE (a tuplestore: cheaper than a table).
-	// Duplicate keys are found by hashing (no sort of the audience); only rows whose key is
-	// duplicated are ranked, deterministically, to choose the one that is sent.
-	return "WITH a AS MATERIALIZED (" + audience_sql(sync) + "), "
-	       "dup_keys AS (SELECT record_key FROM a WHERE problem IS NULL GROUP BY record_key HAVING count(*) > 1), "
+	// Duplicate keys: key_seen_before() flags, in that single pass, every row whose key may have come
+	// before (each repeat of a key, and ~1% of other keys); only the flagged keys are then counted
+	// exactly, so no hash table of every key is built. Only rows whose key is duplicated are ranked,
+	// deterministically, to choose the one that is sent.
+	return "WITH a AS MATERIALIZED (SELECT s.*, CASE WHEN s.problem IS NULL THEN "
+	       "iterable_audience.key_seen_before(s.record_key) END AS seen_before FROM (" + audience_sql(sync) + ") s), "
+	       "dup_keys AS (SELECT record_key FROM a WHERE problem IS NULL AND record_key IN "
+	       "(SELECT record_key FROM a WHERE seen_before) GROUP BY record_key HAVING count(*) > 1), "
 	       "ranked_dups AS (SELECT d.*, row_number() OVER (PARTITION BY d.record_key ORDER BY d.row_hash, d.email, "
 	       "d.user_id, d.data_fields::text) AS dup_rank FROM a d WHERE d.problem IS NULL "
 	       "AND d.record_key IN (SELECT record_key FROM dup_keys)), "

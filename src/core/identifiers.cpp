@@ -78,16 +78,21 @@ bool is_valid_normalized_email(std::string_view email) {
     return valid_local(email.substr(0, at)) && valid_domain(email.substr(at + 1));
 }
 
-std::optional<std::string> normalize_email(std::string_view raw) {
+std::size_t normalize_email_into(std::string_view raw, char *out) {
     std::size_t b = 0, e = raw.size();
     while (b < e && is_ascii_space(static_cast<unsigned char>(raw[b]))) ++b;
     while (e > b && is_ascii_space(static_cast<unsigned char>(raw[e - 1]))) --e;
     const std::string_view trimmed = raw.substr(b, e - b);
-    if (trimmed.empty() || trimmed.size() > kMaxEmailLength) return std::nullopt;
-
-    std::string out(trimmed.size(), '\0');
+    if (trimmed.empty() || trimmed.size() > kMaxEmailLength) return 0;
     for (std::size_t i = 0; i < trimmed.size(); ++i) out[i] = ascii_lower(trimmed[i]);
-    if (!is_valid_normalized_email(out)) return std::nullopt;
+    return is_valid_normalized_email(std::string_view(out, trimmed.size())) ? trimmed.size() : 0;
+}
+
+std::optional<std::string> normalize_email(std::string_view raw) {
+    std::string out(raw.size(), '\0');
+    const std::size_t n = normalize_email_into(raw, out.data());
+    if (n == 0) return std::nullopt;
+    out.resize(n);
     return out;
 }
 

@@ -22,6 +22,10 @@ namespace ia {
 //   No quoted local parts, no IP-literal domains ("user@[1.2.3.4]"), no comments.
 std::optional<std::string> normalize_email(std::string_view raw);
 
+// The same, written to `out` (room for raw.size() characters): returns the normalized length, or 0
+// when the address is not valid. No allocation: the SQL function writes straight into its result.
+std::size_t normalize_email_into(std::string_view raw, char *out);
+
 // Same rule, for an address that is already trimmed and lowercased (no allocation).
 bool is_valid_normalized_email(std::string_view email);
 

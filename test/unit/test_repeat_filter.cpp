@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+#include <unordered_set>
+#include <vector>
+
+#include "core/repeat_filter.hpp"
+
+namespace {
+
+struct Arena {
+	std::vector<std::vector<uint64_t>> blocks;
+	static uint64_t *alloc(void *self, size_t words)
+	{
+		auto *arena = static_cast<Arena *>(self);
+		arena->blocks.emplace_back(words, 0);
+		return arena->blocks.back().data();
+	}
+};
+
+uint64_t
+hash_of(uint64_t key)
+{
+	// A well-mixed hash, as the SQL function gets from hash_bytes_extended.
+	key += 0x9e3779b97f4a7c15ULL;
+	key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
+	return key ^ (key >> 31);
+}
+
+}  // namespace
+
+TEST(RepeatFilter, EveryRepeatIsFlaggedAndFirstSightingsRarelyAre)
+{
+	Arena arena;
+	ia::RepeatFilter filter(&Arena::alloc, &arena, 1024);
+	const uint64_t n = 300000;
+	uint64_t false_positives = 0;
+	for (uint64_t k = 0; k < n; k++)
+		if (filter.test_and_add(hash_of(k)))
+			false_positives++;
+	// Each layer is at most ~0.8% full of false positives; their sum stays well under 2%.
+	EXPECT_LT(false_positives, n * 2 / 100);
+	for (uint64_t k = 0; k < n; k++)
+		ASSERT_TRUE(filter.test_and_add(hash_of(k))) << "key " << k << " seen before but not flagged";
+}
+
+TEST(RepeatFilter, GrowsByLayersAndMemoryStaysNearTenBitsPerKey)
+{
+	Arena arena;
+	ia::RepeatFilter filter(&Arena::alloc, &arena, 1024);
+	const uint64_t n = 1000000;
+	for (uint64_t k = 0; k < n; k++)
+		filter.test_and_add(hash_of(k));
+	EXPECT_GE(arena.blocks.size(), 4u);  // 1024, 4096, ... 262144, 1048576
+	// Layers grow fourfold, each rounded up to a power of two of blocks: at most ~8x 10 bits per key.
+	EXPECT_LE(filter.bytes(), n * 80 / 8);
+	EXPECT_GE(filter.bytes(), n * 10 / 8);
+}
+
+TEST(RepeatFilter, RandomStreamWithDuplicatesNeverMissesOne)
+{
+	Arena arena;
+	ia::RepeatFilter filter(&Arena::alloc, &arena);
+	std::mt19937_64 rng(42);
+	std::unordered_set<uint64_t> seen;
+	for (int i = 0; i < 200000; i++) {
+		uint64_t key = rng() % 150000;
+		bool flagged = filter.test_and_add(hash_of(key));
+		bool repeat = !seen.insert(key).second;
+		if (repeat) {
+			ASSERT_TRUE(flagged) << "repeat of key " << key << " not flagged at step " << i;
+		}
+	}
+}
+
+TEST(RepeatFilter, AllocatorFailurePropagates)
+{
+	struct Failing {
+		static uint64_t *alloc(void *, size_t) { throw std::bad_alloc(); }
+	};
+	EXPECT_THROW(ia::RepeatFilter(&Failing::alloc, nullptr), std::bad_alloc);
+}
