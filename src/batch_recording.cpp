@@ -11,35 +11,65 @@ const int64_t kRefusedChunk = 1000;  // refused rows per sync_batch row
 
 }  // namespace
 
-pg::SqlResult
-load_batch(const RunTarget &t, int batch_no, bool unsubscribe, int64_t after_seq, int64_t size)
+std::vector<LoadedBatch>
+load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, int64_t after_seq,
+             const std::vector<int64_t> &sizes)
 {
 	const std::string run = std::to_string(t.run_id), sync = std::to_string(t.sync_id);
-	// One statement: the batch's plan rows, and the batch's row in the ledger with all of them.
+	// One statement per batch: its plan rows aggregated into one row of arrays (in seq order: the
+	// subquery's ORDER BY feeds the aggregates in that order), written as the batch's ledger row and
+	// returned as they are: one row of arrays costs far less to hand back than a row per record.
 	std::string sql =
-	    "WITH b AS MATERIALIZED (SELECT seq, record_key, operation, email, user_id, data_fields, row_hash, "
-	    "error_message FROM " + t.plan_table + " WHERE batch_class = $1::integer AND seq > $2::bigint "
-	    "ORDER BY seq LIMIT $3::bigint), "
+	    "WITH b AS (SELECT array_agg(seq::text) AS seqs, array_agg(record_key) AS record_keys, "
+	    "array_agg(operation) AS operations, array_agg(email) AS emails, array_agg(user_id) AS user_ids, "
+	    "array_agg(row_hash) AS row_hashes, "
+	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message) END AS notes, "
+	    "CASE WHEN bool_or(data_fields IS NOT NULL) THEN array_agg(data_fields::text) END AS data_fields "
+	    "FROM (SELECT seq, record_key, operation, email, user_id, data_fields, row_hash, error_message FROM " +
+	    t.plan_table + " WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint) r), "
 	    "ledger AS (INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, "
 	    "record_keys, operations, emails, user_ids, row_hashes, notes) SELECT " + run + ", $4::integer, " + sync +
 	    ", 'sent', " + (unsubscribe ? "'unsubscribe'" : "'subscribe'") + ", " + (t.keep_logs ? "true" : "false") +
-	    // b holds the rows in seq order and is read in that order: no sort per array.
-	    ", array_agg(record_key), array_agg(operation), array_agg(email), array_agg(user_id), array_agg(row_hash), "
-	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message) END "
-	    "FROM b HAVING count(*) > 0) "
-	    "SELECT seq, email, user_id, data_fields::text FROM b ORDER BY seq";
+	    ", record_keys, operations, emails, user_ids, row_hashes, notes FROM b WHERE seqs IS NOT NULL) "
+	    "SELECT seqs, emails, user_ids, data_fields FROM b";
 	return pg::in_transaction([&] {
-		// The batch must be on disk before Iterable may apply it, whatever the server's setting.
-		pg::exec("SET LOCAL synchronous_commit = on");
-		return pg::exec_prepared(sql, {unsubscribe ? "0" : "1", std::to_string(after_seq), std::to_string(size),
-		                               std::to_string(batch_no)});
+		// The batches must be on disk before Iterable may apply them, whatever the server's setting.
+		pg::exec_prepared("SET LOCAL synchronous_commit = on");
+		std::vector<LoadedBatch> batches;
+		int64_t after = after_seq;
+		for (int64_t size : sizes) {
+			int batch_no = first_batch_no + static_cast<int>(batches.size());
+			std::vector<std::vector<pg::SqlValue>> columns = pg::exec_prepared_arrays(
+			    sql, {unsubscribe ? "0" : "1", std::to_string(after), std::to_string(size), std::to_string(batch_no)});
+			if (columns.size() != 4 || columns[0].empty())
+				break;
+			LoadedBatch batch{batch_no, std::move(columns[0]), std::move(columns[1]), std::move(columns[2]),
+			                  std::move(columns[3])};
+			after = std::stoll(*batch.seqs.back());
+			batches.push_back(std::move(batch));
+		}
+		return batches;
 	});
+}
+
+void
+forget_unsent_batches(const RunTarget &t, const std::vector<int> &batch_nos)
+{
+	std::vector<pg::SqlValue> numbers;
+	for (int n : batch_nos)
+		numbers.emplace_back(std::to_string(n));
+	pg::exec("DELETE FROM iterable_audience.sync_batch WHERE run_id = $1::bigint AND batch_no = ANY ($2::integer[])",
+	         {std::to_string(t.run_id), pg::array_literal(numbers)});
 }
 
 void
 record_batch(const RunTarget &t, const BatchOutcome &o)
 {
 	const std::string run = std::to_string(t.run_id), sync = std::to_string(t.sync_id);
+	// The answer need not wait for its WAL flush: were it lost in a crash, the batch would be
+	// unanswered in the ledger, so in doubt, and sent again by the next run, which is harmless
+	// (subscribe and unsubscribe are idempotent). The next durable commit flushes it anyway.
+	pg::exec_prepared("SET LOCAL synchronous_commit = off");
 	// Per record of the batch, in its order: the error code and message (NULL when it succeeded).
 	pg::SqlValue codes, messages;
 	std::vector<pg::SqlValue> failed_seqs, failed_codes, failed_retryable;

@@ -45,11 +45,25 @@ struct RunTarget {
 	bool failures_possible;  // record_failure may hold rows of this sync (else no need to clear them)
 };
 
-// Reads the next `size` plan rows of a class after `after_seq` and writes them as batch `batch_no`
-// of the run, committed durably (synchronous_commit on for the transaction) before returning, so
-// that whatever happens once the request is out, the next run knows these records may have been
-// applied (snapshot_tables.hpp). Columns: seq, email, user_id, data_fields. Runs its own transaction.
-pg::SqlResult load_batch(const RunTarget &target, int batch_no, bool unsubscribe, int64_t after_seq, int64_t size);
+// A batch as written to the ledger: its plan rows' seq, email, user_id and data_fields (as text),
+// in the order they are sent.
+struct LoadedBatch {
+	int batch_no;
+	std::vector<std::optional<std::string>> seqs, emails, user_ids, data_fields;
+};
+
+// Reads consecutive batches of a class from the plan, after `after_seq`, of sizes[0], sizes[1] ...
+// rows (a batch comes back shorter or empty when the class runs out), numbered from
+// `first_batch_no`, and writes each as one row of the run's ledger, all committed durably together
+// (synchronous_commit on for the transaction, one WAL flush for all) before returning, so that
+// whatever happens once a request is out, the next run knows these records may have been applied
+// (snapshot_tables.hpp). Runs its own transaction.
+std::vector<LoadedBatch> load_batches(const RunTarget &target, int first_batch_no, bool unsubscribe, int64_t after_seq,
+                                      const std::vector<int64_t> &sizes);
+
+// Removes from the ledger batches that were written but never sent (a run that stops sending
+// early): nothing of them can have been applied. Requires an open transaction with SPI.
+void forget_unsent_batches(const RunTarget &target, const std::vector<int> &batch_nos);
 
 // Records Iterable's answer to a batch: per-record error codes, remembered failures, the run's
 // counters. Requires an open transaction with SPI.

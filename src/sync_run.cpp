@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -38,6 +39,13 @@ struct RunEnded {
 	std::string error;
 };
 
+// The rows of one class still to send: class 0 (unsubscribes), then class 1 (subscribes).
+struct SendPhase {
+	bool unsubscribe;
+	int64_t after_seq;  // rows of this class up to here are loaded
+	int64_t left;       // rows of this class not yet loaded
+};
+
 struct Batch {
 	int batch_no;
 	int64_t after_seq;          // the batch holds the next rows of its class after this seq
@@ -58,7 +66,7 @@ class Run {
 	void check_removal_guard();
 	void preflight();
 	void send();
-	Batch load_batch(bool unsubscribe, int64_t after_seq, int64_t size);
+	void load_ahead(SendPhase &phase, size_t count, std::deque<Batch> &ready);
 	std::string request_body(const Batch &batch) const;
 	BatchOutcome judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
 	                   std::optional<std::string> &fatal);
@@ -245,31 +253,43 @@ Run::preflight()
 		                             "', list_id => ...) or new_list_name => ..."};
 }
 
-// The next `size` rows of a class after `after_seq` (index on batch_class, seq), written to the
-// run's ledger before they are sent (batch_recording.hpp).
-Batch
-Run::load_batch(bool unsubscribe, int64_t after_seq, int64_t size)
+// Loads the next `count` batches of a phase (fewer when it runs out) into `ready`, written to the
+// run's ledger in one transaction before any of them is sent (batch_recording.hpp): one durable
+// commit for several batches.
+void
+Run::load_ahead(SendPhase &phase, size_t count, std::deque<Batch> &ready)
 {
-	Batch batch{next_batch_no_, after_seq, {}, unsubscribe, {}};
-	pg::SqlResult rows = ia::load_batch(target_, batch.batch_no, unsubscribe, after_seq, size);
-	if (!rows.rows.empty()) {
-		next_batch_no_++;
-		sent_any_ = true;
+	const int64_t batch_size = std::max(1, settings::batch_size);
+	std::vector<int64_t> sizes;
+	for (int64_t left = phase.left; left > 0 && sizes.size() < count; left -= batch_size)
+		sizes.push_back(std::min(batch_size, left));
+	if (sizes.empty())
+		return;
+	std::vector<LoadedBatch> loaded = load_batches(target_, next_batch_no_, phase.unsubscribe, phase.after_seq, sizes);
+	if (loaded.empty())
+		throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
+	sent_any_ = true;
+	for (LoadedBatch &rows : loaded) {
+		Batch batch{rows.batch_no, phase.after_seq, {}, phase.unsubscribe, {}};
+		next_batch_no_ = rows.batch_no + 1;
+		const size_t n = rows.seqs.size();
+		batch.seqs.reserve(n);
+		batch.subscribers.reserve(n);
+		for (size_t i = 0; i < n; i++) {
+			batch.seqs.push_back(std::stoll(*rows.seqs[i]));
+			Subscriber s;
+			if (i < rows.emails.size() && rows.emails[i])
+				s.email = std::move(*rows.emails[i]);
+			if (i < rows.user_ids.size() && rows.user_ids[i])
+				s.user_id = std::move(*rows.user_ids[i]);
+			if (!phase.unsubscribe && i < rows.data_fields.size() && rows.data_fields[i])
+				s.data_fields_json = std::move(*rows.data_fields[i]);
+			batch.subscribers.push_back(std::move(s));
+		}
+		phase.after_seq = batch.seqs.back();
+		phase.left -= static_cast<int64_t>(n);
+		ready.push_back(std::move(batch));
 	}
-	batch.seqs.reserve(rows.rows.size());
-	batch.subscribers.reserve(rows.rows.size());
-	for (pg::SqlRow &row : rows.rows) {
-		batch.seqs.push_back(std::stoll(*row[0]));
-		Subscriber s;
-		if (row[1])
-			s.email = std::move(*row[1]);
-		if (row[2])
-			s.user_id = std::move(*row[2]);
-		if (row[3] && !unsubscribe)
-			s.data_fields_json = std::move(*row[3]);
-		batch.subscribers.push_back(std::move(s));
-	}
-	return batch;
 }
 
 std::string
@@ -340,16 +360,11 @@ Run::send()
 {
 	HttpClient &client = HttpClient::process_instance();
 	const HttpOptions options = http_options_from_settings();
-	const int64_t batch_size = std::max(1, settings::batch_size);
 	const size_t max_in_flight = static_cast<size_t>(std::max(1, settings::max_requests_in_flight));
-	struct Phase {
-		bool unsubscribe;
-		int64_t after_seq;  // rows of this class up to here are sent
-		int64_t left;       // rows of this class not yet sent
-	};
 	// Unsubscribes first: a record whose key changed is unsubscribed under the old key before the same
 	// user is subscribed under the new one.
-	Phase phases[2] = {{true, 0, planned_unsubscribes_}, {false, 0, planned_subscribes_}};
+	SendPhase phases[2] = {{true, 0, planned_unsubscribes_}, {false, 0, planned_subscribes_}};
+	std::deque<Batch> ready;  // loaded and in the ledger, not yet sent
 	std::map<uint64_t, Batch> in_flight;
 	uint64_t next_tag = 1;
 	std::optional<std::string> fatal;
@@ -369,14 +384,14 @@ Run::send()
 	});
 
 	try {
-		for (Phase &phase : phases) {
+		for (SendPhase &phase : phases) {
 			for (;;) {
-				while (!fatal && in_flight.size() < max_in_flight && phase.left > 0 && pacing.may_send()) {
-					Batch batch = load_batch(phase.unsubscribe, phase.after_seq, std::min(batch_size, phase.left));
-					if (batch.seqs.empty())
-						throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
-					phase.after_seq = batch.seqs.back();
-					phase.left -= static_cast<int64_t>(batch.seqs.size());
+				while (!fatal && in_flight.size() < max_in_flight && (phase.left > 0 || !ready.empty()) &&
+				       pacing.may_send()) {
+					if (ready.empty())
+						load_ahead(phase, max_in_flight, ready);
+					Batch batch = std::move(ready.front());
+					ready.pop_front();
 					HttpRequest http = iterable_request(
 					    account_, "POST", phase.unsubscribe ? "/api/lists/unsubscribe" : "/api/lists/subscribe",
 					    request_body(batch));
@@ -385,7 +400,7 @@ Run::send()
 					pacing.on_sent();
 					in_flight.emplace(next_tag++, std::move(batch));
 				}
-				bool more = !fatal && phase.left > 0;
+				bool more = !fatal && (phase.left > 0 || !ready.empty());
 				if (in_flight.empty() && !more)
 					break;
 				pg::throw_if_interrupted();
@@ -418,6 +433,13 @@ Run::send()
 		throw;
 	}
 	client.set_attempt_observer(nullptr);
+	if (!ready.empty()) {
+		// Stopped early (fatal): batches loaded ahead were never sent; they leave the ledger.
+		std::vector<int> unsent;
+		for (const Batch &batch : ready)
+			unsent.push_back(batch.batch_no);
+		pg::in_transaction([&] { forget_unsent_batches(target_, unsent); });
+	}
 	if (fatal)
 		throw RunEnded{"failed", *fatal + "; records Iterable acknowledged before that are kept"};
 }

@@ -1,5 +1,9 @@
 #include "pg/spi.hpp"
 
+extern "C" {
+#include "utils/array.h"
+}
+
 namespace ia::pg {
 
 SpiSession::SpiSession()
@@ -84,6 +88,52 @@ copy_tuptable()
 	return result;
 }
 
+// Copies the one row of SPI_tuptable, whose columns are all text[], into one vector per column (a
+// NULL array gives an empty vector). Elements are read in place in one guard, copied after it.
+std::vector<std::vector<SqlValue>>
+copy_array_row()
+{
+	struct Column {
+		Datum *elements = nullptr;
+		bool *nulls = nullptr;
+		int count = 0;
+	};
+	std::vector<std::vector<SqlValue>> result;
+	if (SPI_tuptable == nullptr || SPI_processed != 1)
+		throw UserError(ERRCODE_INTERNAL_ERROR, "expected one row of arrays, got " + std::to_string(SPI_processed));
+	const int ncols = SPI_tuptable->tupdesc->natts;
+	std::vector<Column> columns(static_cast<size_t>(ncols));
+	guard([&] {
+		SPITupleTable *table = SPI_tuptable;
+		for (int c = 0; c < ncols; c++) {
+			if (TupleDescAttr(table->tupdesc, c)->atttypid != TEXTARRAYOID)
+				elog(ERROR, "column %d of an array row is not text[]", c + 1);
+			bool isnull;
+			Datum d = SPI_getbinval(table->vals[0], table->tupdesc, c + 1, &isnull);
+			if (isnull)
+				continue;
+			Column &column = columns[static_cast<size_t>(c)];
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &column.elements,
+			                  &column.nulls, &column.count);
+		}
+	});
+	result.resize(columns.size());
+	for (size_t c = 0; c < columns.size(); c++) {
+		const Column &column = columns[c];
+		result[c].reserve(static_cast<size_t>(column.count));
+		for (int i = 0; i < column.count; i++) {
+			if (column.nulls[i]) {
+				result[c].emplace_back(std::nullopt);
+				continue;
+			}
+			const text *t = reinterpret_cast<const text *>(DatumGetPointer(column.elements[i]));
+			result[c].emplace_back(std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
+		}
+	}
+	guard([] { SPI_freetuptable(SPI_tuptable); });
+	return result;
+}
+
 struct Args {
 	std::vector<Oid> types;
 	std::vector<Datum> values;
@@ -121,8 +171,11 @@ exec(const char *sql, const std::vector<SqlValue> &params, bool read_only)
 	return copy_tuptable();
 }
 
-SqlResult
-exec_prepared(const std::string &sql, const std::vector<SqlValue> &params)
+namespace {
+
+// Runs a statement through a plan prepared on first use and kept for the life of the process.
+void
+run_prepared(const std::string &sql, const std::vector<SqlValue> &params)
 {
 	// Plans saved for the life of the process (a run's worker, which runs the same few statements
 	// once per batch): parsed and planned once instead of once per batch.
@@ -145,7 +198,22 @@ exec_prepared(const std::string &sql, const std::vector<SqlValue> &params)
 	int rc = guard([&] { return SPI_execute_plan(plan, a.values.data(), a.nulls.data(), false, 0); });
 	if (rc < 0)
 		throw UserError(ERRCODE_INTERNAL_ERROR, std::string("SPI failed: ") + SPI_result_code_string(rc));
+}
+
+}  // namespace
+
+SqlResult
+exec_prepared(const std::string &sql, const std::vector<SqlValue> &params)
+{
+	run_prepared(sql, params);
 	return copy_tuptable();
+}
+
+std::vector<std::vector<SqlValue>>
+exec_prepared_arrays(const std::string &sql, const std::vector<SqlValue> &params)
+{
+	run_prepared(sql, params);
+	return copy_array_row();
 }
 
 SqlValue

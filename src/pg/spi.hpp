@@ -39,6 +39,10 @@ SqlResult exec(const char *sql, const std::vector<SqlValue> &params = {}, bool r
 // (for statements a worker runs many times; the text must not vary with the data: pass parameters).
 SqlResult exec_prepared(const std::string &sql, const std::vector<SqlValue> &params = {});
 
+// The same, for a statement that returns one row of text[] columns: each column's elements (a NULL
+// array gives none). Many values in one row cost far less to return than one row per value.
+std::vector<std::vector<SqlValue>> exec_prepared_arrays(const std::string &sql, const std::vector<SqlValue> &params = {});
+
 // First column of the first row, or nullopt when there is no row or it is NULL.
 SqlValue exec_scalar(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
 

@@ -3,6 +3,7 @@ clear), a wrong API key and a deleted list (the run fails whole, nothing is sent
 
 import collections
 
+from harness import scalar
 from invariants import check_invariants
 from sync_helpers import (KEYS, list_id_of, log_summary, logs, members, request_counts, run_sync, session_settings,
                           snapshot_rows, snapshot_split, snapshot_table, sql, tag, wait_for)
@@ -199,6 +200,28 @@ def test_list_deleted_during_the_run(db, emulator):
     assert len(snapshot_rows(db, "faulty")) == 200
     assert log_summary(db, run["run_id"]) == {("insert", "subscribe", "succeeded", None): 200,
                                               ("insert", "subscribe", "failed", "http_error"): 100}
+
+
+def test_batches_loaded_ahead_but_never_sent_leave_the_ledger(db, emulator):
+    # With 3 requests in flight, batches are written to the ledger 3 at a time before they go out;
+    # when the list is deleted mid-run, those never sent must not stay behind as if sent.
+    make_audience(db, rows=2000, in_flight=3)
+    emulator.set_faults({"rules": [{"kind": "delete_list_after", "subscribes": 4}]})
+    before = request_counts(emulator)
+    run = run_sync(db, "faulty")
+    assert run["status"] == "failed" and "deleted during the run" in run["error"], run
+    sent = (request_counts(emulator) - before)["subscribe"]
+    assert sent < 20
+    ledger = scalar(db, "SELECT count(*) FROM iterable_audience.sync_batch WHERE run_id = %s AND kind = 'sent'",
+                    (run["run_id"],))
+    assert ledger == sent, (ledger, sent)
+    assert run["subscribed"] == 400
+    assert len(snapshot_rows(db, "faulty")) == 400
+    emulator.clear_faults()
+    sql(db, "SELECT iterable_audience.alter_sync('faulty', new_list_name => 'faulty again')")
+    assert run_sync(db, "faulty")["status"] == "succeeded"
+    assert_converged(db, emulator)
+    check_invariants(db, emulator, "faulty")
 
 
 def test_unreachable_iterable_fails_the_run(db, emulator):
