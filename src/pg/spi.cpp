@@ -184,7 +184,10 @@ run_prepared(const std::string &sql, const std::vector<SqlValue> &params)
 	if (it == plans.end()) {
 		std::vector<Oid> types(params.size(), TEXTOID);
 		SPIPlanPtr plan = guard([&] {
-			SPIPlanPtr p = SPI_prepare(sql.c_str(), static_cast<int>(types.size()), types.data());
+			// A generic plan, made once: otherwise the plan cache may keep making a custom plan for
+			// every execution (planning each batch's statements again).
+			SPIPlanPtr p = SPI_prepare_cursor(sql.c_str(), static_cast<int>(types.size()), types.data(),
+			                                  CURSOR_OPT_GENERIC_PLAN);
 			if (p == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(p) != 0)
