@@ -12,40 +12,41 @@ const int64_t kRefusedChunk = 1000;  // refused rows per sync_batch row
 }  // namespace
 
 std::vector<LoadedBatch>
-load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, int64_t after_seq,
+load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, const std::string &after_row,
              const std::vector<int64_t> &sizes)
 {
 	const std::string run = std::to_string(t.run_id), sync = std::to_string(t.sync_id);
-	// One statement per batch: its plan rows aggregated into one row of arrays (in seq order: the
-	// subquery's ORDER BY feeds the aggregates in that order), written as the batch's ledger row and
-	// returned as they are: one row of arrays costs far less to hand back than a row per record.
+	// One statement per batch: its plan rows (a TID range scan from after_row on, in physical order,
+	// which feeds the aggregates in that order) aggregated into one row of arrays, written as the
+	// batch's ledger row and returned as they are: one row of arrays costs far less to hand back
+	// than a row per record.
 	std::string sql =
-	    "WITH b AS (SELECT array_agg(seq::text) AS seqs, array_agg(record_key) AS record_keys, "
+	    "WITH b AS (SELECT max(ctid)::text AS last_row, array_agg(record_key) AS record_keys, "
 	    "array_agg(operation) AS operations, array_agg(email) AS emails, array_agg(user_id) AS user_ids, "
 	    "array_agg(row_hash) AS row_hashes, "
 	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message) END AS notes, "
 	    "CASE WHEN bool_or(data_fields IS NOT NULL) THEN array_agg(data_fields::text) END AS data_fields "
-	    "FROM (SELECT seq, record_key, operation, email, user_id, data_fields, row_hash, error_message FROM " +
-	    t.plan_table + " WHERE batch_class = $1::integer AND seq > $2::bigint ORDER BY seq LIMIT $3::bigint) r), "
+	    "FROM (SELECT ctid, record_key, operation, email, user_id, data_fields, row_hash, error_message FROM " +
+	    t.plan_table + " WHERE ctid > $2::tid AND batch_class = $1::integer LIMIT $3::bigint) r), "
 	    "ledger AS (INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, "
 	    "record_keys, operations, emails, user_ids, row_hashes, notes) SELECT " + run + ", $4::integer, " + sync +
 	    ", 'sent', " + (unsubscribe ? "'unsubscribe'" : "'subscribe'") + ", " + (t.keep_logs ? "true" : "false") +
-	    ", record_keys, operations, emails, user_ids, row_hashes, notes FROM b WHERE seqs IS NOT NULL) "
-	    "SELECT seqs, emails, user_ids, data_fields FROM b";
+	    ", record_keys, operations, emails, user_ids, row_hashes, notes FROM b WHERE last_row IS NOT NULL) "
+	    "SELECT ARRAY[last_row], emails, user_ids, data_fields FROM b";
 	return pg::in_transaction([&] {
 		// The batches must be on disk before Iterable may apply them, whatever the server's setting.
 		pg::exec_prepared("SET LOCAL synchronous_commit = on");
 		std::vector<LoadedBatch> batches;
-		int64_t after = after_seq;
+		std::string after = after_row;
 		for (int64_t size : sizes) {
 			int batch_no = first_batch_no + static_cast<int>(batches.size());
 			std::vector<std::vector<pg::SqlValue>> columns = pg::exec_prepared_arrays(
-			    sql, {unsubscribe ? "0" : "1", std::to_string(after), std::to_string(size), std::to_string(batch_no)});
-			if (columns.size() != 4 || columns[0].empty())
-				break;
-			LoadedBatch batch{batch_no, std::move(columns[0]), std::move(columns[1]), std::move(columns[2]),
+			    sql, {unsubscribe ? "0" : "1", after, std::to_string(size), std::to_string(batch_no)});
+			if (columns.size() != 4 || columns[0].size() != 1 || !columns[0][0])
+				break;  // no row left in this class
+			LoadedBatch batch{batch_no, *columns[0][0], std::move(columns[1]), std::move(columns[2]),
 			                  std::move(columns[3])};
-			after = std::stoll(*batch.seqs.back());
+			after = batch.last_row;
 			batches.push_back(std::move(batch));
 		}
 		return batches;
@@ -72,43 +73,45 @@ record_batch(const RunTarget &t, const BatchOutcome &o)
 	pg::exec_prepared("SET LOCAL synchronous_commit = off");
 	// Per record of the batch, in its order: the error code and message (NULL when it succeeded).
 	pg::SqlValue codes, messages;
-	std::vector<pg::SqlValue> failed_seqs, failed_codes, failed_retryable;
+	std::vector<pg::SqlValue> failed_positions, failed_codes, failed_retryable;
 	if (!o.failures.empty()) {
 		std::vector<pg::SqlValue> code_list(static_cast<size_t>(o.rows)), message_list(static_cast<size_t>(o.rows));
 		for (const RowFailure &f : o.failures) {
 			code_list.at(f.index) = f.error_code;
 			message_list.at(f.index) = f.error_message;
-			failed_seqs.emplace_back(std::to_string(f.seq));
+			failed_positions.emplace_back(std::to_string(f.index + 1));
 			failed_codes.emplace_back(f.error_code);
 			failed_retryable.emplace_back(f.retryable ? "t" : "f");
 		}
 		codes = pg::array_literal(code_list);
 		messages = pg::array_literal(message_list);
 	}
+	const std::string batch_no = std::to_string(o.batch_no);
 	pg::exec_prepared("UPDATE iterable_audience.sync_batch SET answered_at = clock_timestamp(), "
 	                  "outcome_unknown = $3::boolean, error_codes = $4::text[], error_messages = $5::text[] "
 	                  "WHERE run_id = $1::bigint AND batch_no = $2::integer",
-	                  {run, std::to_string(o.batch_no), o.outcome_unknown ? "t" : "f", codes, messages});
+	                  {run, batch_no, o.outcome_unknown ? "t" : "f", codes, messages});
 
-	// The batch's plan rows ($1 class, $2 after_seq, $3 last_seq).
-	const std::string in_batch = "p.batch_class = $1::integer AND p.seq > $2::bigint AND p.seq <= $3::bigint";
-	const pg::SqlValue batch_class = o.unsubscribe ? "0" : "1";
-	const std::string after = std::to_string(o.after_seq), last = std::to_string(o.last_seq);
-	const std::string seqs = pg::array_literal(failed_seqs);
-	// Remember failures (with the hash of the values that failed), forget successes.
+	// Remember failures (with the hash of the values that failed), forget successes: the batch's
+	// records are read from its ledger row, by their position in it (1-based).
+	const std::string batch_records =
+	    "iterable_audience.sync_batch b CROSS JOIN LATERAL unnest(b.record_keys, b.row_hashes) WITH ORDINALITY "
+	    "AS u(record_key, row_hash, i)";
+	const std::string positions = pg::array_literal(failed_positions);
 	if (t.failures_possible)
-		pg::exec_prepared("DELETE FROM iterable_audience.record_failure r USING " + t.plan_table + " p WHERE r.sync_id = " +
-		                      sync + " AND " + in_batch + " AND p.seq <> ALL($4::bigint[]) AND r.record_key = p.record_key",
-		                  {batch_class, after, last, seqs});
+		pg::exec_prepared("DELETE FROM iterable_audience.record_failure r USING " + batch_records +
+		                      " WHERE b.run_id = $1::bigint AND b.batch_no = $2::integer AND u.i <> ALL ($3::bigint[]) "
+		                      "AND r.sync_id = " + sync + " AND r.record_key = u.record_key",
+		                  {run, batch_no, positions});
 	if (!o.failures.empty())
 		pg::exec(("INSERT INTO iterable_audience.record_failure (sync_id, record_key, value_hash, error_code, retryable, "
-		          "run_id) SELECT " + sync + ", p.record_key, p.row_hash, f.code, f.retryable, " + run + " FROM " +
-		          t.plan_table + " p JOIN unnest($4::bigint[], $5::text[], $6::boolean[]) AS f(seq, code, retryable) "
-		          "ON f.seq = p.seq WHERE " + in_batch + " AND p.record_key IS NOT NULL "
+		          "run_id) SELECT " + sync + ", u.record_key, u.row_hash, f.code, f.retryable, " + run + " FROM " +
+		          batch_records + " JOIN unnest($3::bigint[], $4::text[], $5::boolean[]) AS f(i, code, retryable) "
+		          "ON f.i = u.i WHERE b.run_id = $1::bigint AND b.batch_no = $2::integer AND u.record_key IS NOT NULL "
 		          "ON CONFLICT (sync_id, record_key) DO UPDATE SET value_hash = EXCLUDED.value_hash, "
 		          "error_code = EXCLUDED.error_code, retryable = EXCLUDED.retryable, run_id = EXCLUDED.run_id")
 		             .c_str(),
-		         {batch_class, after, last, seqs, pg::array_literal(failed_codes), pg::array_literal(failed_retryable)});
+		         {run, batch_no, positions, pg::array_literal(failed_codes), pg::array_literal(failed_retryable)});
 
 	int64_t failures = static_cast<int64_t>(o.failures.size());
 	std::string counter = o.unsubscribe ? "unsubscribed" : "subscribed";

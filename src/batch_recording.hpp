@@ -15,7 +15,6 @@ struct SqlResult;  // pg/spi.hpp (no PostgreSQL header here: src/core headers ma
 
 struct RowFailure {
 	size_t index;  // position in the batch
-	int64_t seq;   // plan row
 	std::string error_code;
 	std::string error_message;
 	bool retryable;
@@ -23,10 +22,6 @@ struct RowFailure {
 
 struct BatchOutcome {
 	int batch_no;
-	// The batch's plan rows: those of its class (0 unsubscribes, 1 subscribes) with
-	// after_seq < seq <= last_seq.
-	int64_t after_seq;
-	int64_t last_seq;
 	int64_t rows;
 	bool unsubscribe;
 	std::vector<RowFailure> failures;  // rows not listed here succeeded
@@ -45,21 +40,25 @@ struct RunTarget {
 	bool failures_possible;  // record_failure may hold rows of this sync (else no need to clear them)
 };
 
-// A batch as written to the ledger: its plan rows' seq, email, user_id and data_fields (as text),
-// in the order they are sent.
+// A batch as written to the ledger: its records' email, user_id and data_fields (as text), in the
+// order they are sent, and where in the plan table its last row is (a ctid, as text).
 struct LoadedBatch {
 	int batch_no;
-	std::vector<std::optional<std::string>> seqs, emails, user_ids, data_fields;
+	std::string last_row;
+	std::vector<std::optional<std::string>> emails, user_ids, data_fields;
 };
 
-// Reads consecutive batches of a class from the plan, after `after_seq`, of sizes[0], sizes[1] ...
-// rows (a batch comes back shorter or empty when the class runs out), numbered from
-// `first_batch_no`, and writes each as one row of the run's ledger, all committed durably together
-// (synchronous_commit on for the transaction, one WAL flush for all) before returning, so that
-// whatever happens once a request is out, the next run knows these records may have been applied
-// (snapshot_tables.hpp). Runs its own transaction.
-std::vector<LoadedBatch> load_batches(const RunTarget &target, int first_batch_no, bool unsubscribe, int64_t after_seq,
-                                      const std::vector<int64_t> &sizes);
+// Reads consecutive batches of a class from the plan table, after its row `after_row` (a ctid;
+// "(0,0)" to start), of sizes[0], sizes[1] ... rows (a batch comes back shorter, or not at all,
+// when the class runs out), numbered from `first_batch_no`, and writes each as one row of the run's
+// ledger, all committed durably together (synchronous_commit on for the transaction, one WAL flush
+// for all) before returning, so that whatever happens once a request is out, the next run knows
+// these records may have been applied (snapshot_tables.hpp). Runs its own transaction.
+//
+// The plan table is read in its physical order, by ctid range, without an index: it was written in
+// one pass in seq order and is never updated but to move rows to class 3 (which is never read here).
+std::vector<LoadedBatch> load_batches(const RunTarget &target, int first_batch_no, bool unsubscribe,
+                                      const std::string &after_row, const std::vector<int64_t> &sizes);
 
 // Removes from the ledger batches that were written but never sent (a run that stops sending
 // early): nothing of them can have been applied. Requires an open transaction with SPI.

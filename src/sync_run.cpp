@@ -42,16 +42,14 @@ struct RunEnded {
 // The rows of one class still to send: class 0 (unsubscribes), then class 1 (subscribes).
 struct SendPhase {
 	bool unsubscribe;
-	int64_t after_seq;  // rows of this class up to here are loaded
-	int64_t left;       // rows of this class not yet loaded
+	int64_t left;                   // rows of this class not yet loaded
+	std::string after_row = "(0,0)";  // rows of this class up to this plan row (ctid) are loaded
 };
 
 struct Batch {
 	int batch_no;
-	int64_t after_seq;          // the batch holds the next rows of its class after this seq
-	std::vector<int64_t> seqs;  // plan rows, in the order of subscribers
 	bool unsubscribe;
-	std::vector<Subscriber> subscribers;
+	std::vector<Subscriber> subscribers;  // in the order of the batch's ledger row
 };
 
 class Run {
@@ -178,10 +176,6 @@ Run::plan()
 		                                     "WHERE sync_id = $1::bigint)",
 		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
 		timed("diff", [&] { build_plan(sync_, kPlanTable, previous_snapshot_, failures_possible_); });
-		pg::exec("CREATE INDEX ON pg_temp.ia_plan (batch_class, seq)");
-		// Temporary tables get no statistics on their own; without them the batch fetch
-		// (next rows of a class by seq) is planned as a bitmap scan and sort of all remaining rows.
-		pg::exec("ANALYZE pg_temp.ia_plan");
 		pg::SqlResult counts = pg::exec(
 		    "SELECT count(*) FILTER (WHERE batch_class = 1), count(*) FILTER (WHERE batch_class = 0), "
 		    "count(*) FILTER (WHERE batch_class = 2), "
@@ -265,20 +259,18 @@ Run::load_ahead(SendPhase &phase, size_t count, std::deque<Batch> &ready)
 		sizes.push_back(std::min(batch_size, left));
 	if (sizes.empty())
 		return;
-	std::vector<LoadedBatch> loaded = load_batches(target_, next_batch_no_, phase.unsubscribe, phase.after_seq, sizes);
+	std::vector<LoadedBatch> loaded = load_batches(target_, next_batch_no_, phase.unsubscribe, phase.after_row, sizes);
 	if (loaded.empty())
 		throw pg::UserError(ERRCODE_INTERNAL_ERROR, "the plan lost rows between planning and sending");
 	sent_any_ = true;
 	for (LoadedBatch &rows : loaded) {
-		Batch batch{rows.batch_no, phase.after_seq, {}, phase.unsubscribe, {}};
+		Batch batch{rows.batch_no, phase.unsubscribe, {}};
 		next_batch_no_ = rows.batch_no + 1;
-		const size_t n = rows.seqs.size();
-		batch.seqs.reserve(n);
+		const size_t n = rows.emails.size();
 		batch.subscribers.reserve(n);
 		for (size_t i = 0; i < n; i++) {
-			batch.seqs.push_back(std::stoll(*rows.seqs[i]));
 			Subscriber s;
-			if (i < rows.emails.size() && rows.emails[i])
+			if (rows.emails[i])
 				s.email = std::move(*rows.emails[i]);
 			if (i < rows.user_ids.size() && rows.user_ids[i])
 				s.user_id = std::move(*rows.user_ids[i]);
@@ -286,7 +278,7 @@ Run::load_ahead(SendPhase &phase, size_t count, std::deque<Batch> &ready)
 				s.data_fields_json = std::move(*rows.data_fields[i]);
 			batch.subscribers.push_back(std::move(s));
 		}
-		phase.after_seq = batch.seqs.back();
+		phase.after_row = rows.last_row;
 		phase.left -= static_cast<int64_t>(n);
 		ready.push_back(std::move(batch));
 	}
@@ -309,11 +301,11 @@ Run::request_body(const Batch &batch) const
 BatchOutcome
 Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt, std::optional<std::string> &fatal)
 {
-	BatchOutcome o{batch.batch_no, batch.after_seq, batch.seqs.back(), static_cast<int64_t>(batch.seqs.size()),
-	               batch.unsubscribe, {}, result.attempts, result.rate_limited, uncertain_attempt};
+	BatchOutcome o{batch.batch_no, static_cast<int64_t>(batch.subscribers.size()), batch.unsubscribe, {},
+	               result.attempts, result.rate_limited, uncertain_attempt};
 	auto fail_all = [&](const std::string &code, const std::string &message) {
-		for (size_t i = 0; i < batch.seqs.size(); i++)
-			o.failures.push_back({i, batch.seqs[i], code, message, true});
+		for (size_t i = 0; i < batch.subscribers.size(); i++)
+			o.failures.push_back({i, code, message, true});
 	};
 	if (call_succeeded(result)) {
 		try {
@@ -322,8 +314,7 @@ Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
 			for (size_t i = 0; i < response.rows.size(); i++) {
 				const RowOutcome &row = response.rows[i];
 				if (!row.succeeded)
-					o.failures.push_back({i, batch.seqs[i], row.error_code, row.error_message,
-					                      row.error_code != "forgotten"});
+					o.failures.push_back({i, row.error_code, row.error_message, row.error_code != "forgotten"});
 			}
 			if (response.unattributed_failures > 0)
 				notes_.push_back("Iterable reported " + std::to_string(response.unattributed_failures) +
@@ -363,7 +354,7 @@ Run::send()
 	const size_t max_in_flight = static_cast<size_t>(std::max(1, settings::max_requests_in_flight));
 	// Unsubscribes first: a record whose key changed is unsubscribed under the old key before the same
 	// user is subscribed under the new one.
-	SendPhase phases[2] = {{true, 0, planned_unsubscribes_}, {false, 0, planned_subscribes_}};
+	SendPhase phases[2] = {{true, planned_unsubscribes_}, {false, planned_subscribes_}};
 	std::deque<Batch> ready;  // loaded and in the ledger, not yet sent
 	std::map<uint64_t, Batch> in_flight;
 	uint64_t next_tag = 1;
@@ -420,7 +411,7 @@ Run::send()
 					BatchOutcome outcome = judge(batch, result, uncertain.erase(result.tag) > 0, fatal);
 					pg::in_transaction([&] { record_batch(target_, outcome); });
 					failed_ += static_cast<int64_t>(outcome.failures.size());
-					done += static_cast<int64_t>(batch.seqs.size());
+					done += static_cast<int64_t>(batch.subscribers.size());
 					report("sent " + std::to_string(done) + " of " + std::to_string(total) + " records");
 				}
 			}
