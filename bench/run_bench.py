@@ -169,6 +169,10 @@ class Bench:
                           "%.2f s vs %.2f s (ratio %s)" % (plan or float("nan"), bare,
                                                           "%.2f" % (plan / bare) if plan else "n/a"),
                           "<= 1.5x"))
+        if rss:
+            self.rows.append(("incremental 1%% churn on %s: peak memory of the run's worker" % label,
+                              "%.0f MB private (RssAnon); %.0f MB RSS incl. shared buffers touched" % (
+                                  rss[1] / 1024, rss[0] / 1024), "< 128 MB, flat 1M -> 10M"))
         self.rows.append(("incremental 1%% churn on %s: whole run" % label,
                           "%.2f s, %d subscribes + %d unsubscribes" % (took, run["subscribed"], run["unsubscribed"]), ""))
         self.phase_note("incremental %s" % label, phases)

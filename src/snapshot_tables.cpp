@@ -26,10 +26,6 @@ snapshot_table_name(const std::string &sync_name, int64_t run_id)
 std::string
 settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id)
 {
-	const std::string prev =
-	    previous ? *previous
-	             : "(SELECT NULL::text AS record_key, NULL::text AS email, NULL::text AS user_id, NULL::bigint AS row_hash, "
-	               "NULL::timestamptz AS synced_at, NULL::bigint AS run_id WHERE false)";
 	const std::string run = std::to_string(run_id);
 	const std::string doubt = std::to_string(kInDoubtHash);
 	// l.state: 'applied' (Iterable accepted it), 'failed' (refused, surely not applied), 'doubt'.
@@ -40,6 +36,11 @@ settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id)
 	    "FROM iterable_audience.sync_batch b CROSS JOIN LATERAL unnest(b.record_keys, b.emails, b.user_ids, "
 	    "b.row_hashes, b.error_codes) AS u(record_key, email, user_id, row_hash, error_code) "
 	    "WHERE b.run_id = " + run + " AND b.kind = 'sent')";
+	if (!previous)
+		// The first snapshot: only what this run's batches applied, or may have (no join needed).
+		return "SELECT l.record_key, l.email, l.user_id, CASE WHEN l.state = 'doubt' THEN " + doubt +
+		       "::bigint ELSE l.row_hash END AS row_hash, l.at AS synced_at, " + run + "::bigint AS run_id FROM " +
+		       sent + " l WHERE l.state <> 'failed' AND NOT (l.state = 'applied' AND l.action = 'unsubscribe')";
 	const std::string keep_prev = "(l.record_key IS NULL OR l.state = 'failed')";
 	return "SELECT coalesce(l.record_key, p.record_key) AS record_key, "
 	       "CASE WHEN " + keep_prev + " THEN p.email WHEN l.action = 'subscribe' THEN l.email "
@@ -50,7 +51,7 @@ settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id)
 	       "::bigint ELSE l.row_hash END AS row_hash, "
 	       "CASE WHEN " + keep_prev + " THEN p.synced_at ELSE l.at END AS synced_at, "
 	       "CASE WHEN " + keep_prev + " THEN p.run_id ELSE " + run + "::bigint END AS run_id "
-	       "FROM " + prev + " p FULL JOIN " + sent + " l ON l.record_key = p.record_key "
+	       "FROM " + *previous + " p FULL JOIN " + sent + " l ON l.record_key = p.record_key "
 	       "WHERE NOT (l.record_key IS NOT NULL AND ((l.state = 'applied' AND l.action = 'unsubscribe') OR "
 	       "(l.state = 'failed' AND p.record_key IS NULL)))";
 }
