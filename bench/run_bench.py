@@ -8,6 +8,7 @@
 Figures (each next to its target in the table it prints):
   initial sync   rows/s end to end; CPU seconds of the run's worker per million rows, next to the
                  CPU of COPY (SELECT json_build_object('email', e, 'userId', u) FROM audience) TO '/dev/null'
+                 (the least of 3 runs)
   incremental    1% churn: the plan/diff time of the run next to a bare FULL OUTER JOIN of the
                  audience against the snapshot on the key
   rate limit     emulator leaky bucket of 20 requests/s (not told to the client), 100 ms latency:
@@ -110,16 +111,20 @@ class Bench:
         return row, time.monotonic() - start
 
     def copy_floor(self, table):
-        """CPU seconds of a backend running the COPY floor over the table."""
+        """CPU seconds of a backend running the COPY floor over the table: the least of 3 runs (a floor;
+        one run on this shared machine varied from 1.0 to 1.8 s per 1M rows)."""
         conn = self.cluster.connect()
         pid = scalar(conn, "SELECT pg_backend_pid()")
-        before = proc_cpu_seconds(pid)
-        with conn.cursor() as cur:
-            cur.execute("COPY (SELECT json_build_object('email', email, 'userId', user_id) FROM %s) TO '/dev/null'"
-                        % table)
-        used = proc_cpu_seconds(pid) - before
+        best = None
+        for _ in range(3):
+            before = proc_cpu_seconds(pid)
+            with conn.cursor() as cur:
+                cur.execute("COPY (SELECT json_build_object('email', email, 'userId', user_id) FROM %s) "
+                            "TO '/dev/null'" % table)
+            used = proc_cpu_seconds(pid) - before
+            best = used if best is None else min(best, used)
         conn.close()
-        return used
+        return best
 
     def bare_join_seconds(self, table, snapshot):
         best = None
