@@ -223,7 +223,7 @@ plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline)
 
 	// The audience is read once, into a materialized CTE (a tuplestore: cheaper than a table).
 	// Duplicate keys: key_seen_before() flags, in that single pass, every row whose key may have come
-	// before (each repeat of a key, and ~1% of other keys); only the flagged keys are then counted
+	// before (each repeat of a key, and a few percent of other keys); only the flagged keys are counted
 	// exactly, so no hash table of every key is built. Only rows whose key is duplicated are ranked,
 	// deterministically, to choose the one that is sent.
 	return "WITH a AS MATERIALIZED (SELECT s.*, CASE WHEN s.problem IS NULL THEN "

@@ -36,9 +36,14 @@ build_plan(const SyncDefinition &sync, const std::string &table, const std::opti
 		// (JIT) costs more than it saves here.
 		scope.set("enable_mergejoin", "off");
 		scope.set("jit", "off");
-		// Bounded memory whatever the audience's size: beyond it, hash tables spill to disk.
-		if (settings::plan_work_mem_kb > 0)
+		// Bounded memory whatever the audience's size: beyond it, hash tables spill to disk. Hash
+		// tables get twice work_mem, whatever the server's hash_mem_multiplier: they gain most from
+		// memory, the audience's tuplestore (which reads back from disk cheaply) the least. With the
+		// default 24MB, a run's worker stays under 128 MB at 1M and 10M rows (bench/RESULTS.md).
+		if (settings::plan_work_mem_kb > 0) {
 			scope.set("work_mem", (std::to_string(settings::plan_work_mem_kb) + "kB").c_str());
+			scope.set("hash_mem_multiplier", "2");
+		}
 		// A column renamed or dropped since create_sync: name the mapping and the closest column
 		// rather than fail on the generated SQL.
 		check_columns_exist(sync);

@@ -12,7 +12,7 @@ int retry_max_delay_ms = 30000;
 char *ca_file = nullptr;
 int batch_size = 1000;
 int max_requests_in_flight = 4;
-int plan_work_mem_kb = 48 * 1024;
+int plan_work_mem_kb = 24 * 1024;
 char *database_name = nullptr;
 int max_concurrent_syncs = 2;
 
@@ -48,7 +48,7 @@ define()
 	DefineCustomIntVariable("iterable_audience.plan_work_mem",
 	                        "work_mem of the query that plans a run (its hash tables may use twice this); "
 	                        "-1 uses work_mem.",
-	                        nullptr, &plan_work_mem_kb, 48 * 1024, -1, INT_MAX, PGC_SUSET, GUC_UNIT_KB, nullptr, nullptr,
+	                        nullptr, &plan_work_mem_kb, 24 * 1024, -1, INT_MAX, PGC_SUSET, GUC_UNIT_KB, nullptr, nullptr,
 	                        nullptr);
 	DefineCustomIntVariable("iterable_audience.max_requests_in_flight",
 	                        "Requests a sync run keeps in flight at once.", nullptr, &max_requests_in_flight, 4, 1,

@@ -77,7 +77,7 @@ ia_sync_worker_main(Datum)
 	struct rusage usage;
 	if (getrusage(RUSAGE_SELF, &usage) == 0)
 		ereport(LOG, (errmsg("iterable_audience: run %lld used %.3f s user CPU, %.3f s system CPU, peak RSS %ld kB "
-		                     "(shared buffers included), peak private memory %ld kB",
+		                     "(shared buffers included), private memory %ld kB at most at the end of a phase",
 		                     static_cast<long long>(request.run_id),
 		                     usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6,
 		                     usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6, usage.ru_maxrss,

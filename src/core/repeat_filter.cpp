@@ -20,36 +20,40 @@ mix(uint64_t x)
 
 }  // namespace
 
-RepeatFilter::RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity)
-    : alloc_(alloc), context_(context)
+RepeatFilter::RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity, size_t max_bytes)
+    : alloc_(alloc), context_(context), max_bytes_(max_bytes)
 {
-	add_layer(first_capacity < 1024 ? 1024 : first_capacity);
+	uint64_t capacity = first_capacity < 1024 ? 1024 : first_capacity;
+	if (!add_layer(capacity))
+		throw std::length_error("repeat filter: max_bytes is smaller than the first layer");
 }
 
-void
+// Adds a layer for `capacity` keys; false (and nothing added) when it would pass max_bytes.
+bool
 RepeatFilter::add_layer(uint64_t capacity)
 {
 	if (layer_count_ == kMaxLayers)
-		throw std::length_error("repeat filter: too many keys");
-	Layer &layer = layers_[layer_count_];
-	// A power of two of blocks (at least kBitsPerKey bits per key): blocks are masked, not divided.
-	uint64_t blocks = 1;
-	while (blocks * kBlockBits < capacity * kBitsPerKey)
-		blocks <<= 1;
+		return false;
+	uint64_t blocks = (capacity * kBitsPerKey + kBlockBits - 1) / kBlockBits;
 	uint64_t words = blocks * kBlockWords;
+	size_t bytes = static_cast<size_t>(words) * sizeof(uint64_t);
+	if (bytes_ + bytes > max_bytes_)
+		return false;
+	Layer &layer = layers_[layer_count_];
 	layer.words = alloc_(context_, static_cast<size_t>(words));
 	layer.blocks = blocks;
 	layer.capacity = capacity;
 	layer.count = 0;
-	bytes_ += static_cast<size_t>(words) * sizeof(uint64_t);
+	bytes_ += bytes;
 	layer_count_++;
+	return true;
 }
 
 // A key's probes all fall in one block of one cache line: one memory access per layer.
 bool
 RepeatFilter::contains(const Layer &layer, uint64_t h1, uint64_t h2) const
 {
-	const uint64_t *block = layer.words + (h1 & (layer.blocks - 1)) * kBlockWords;
+	const uint64_t *block = layer.words + (h1 % layer.blocks) * kBlockWords;
 	for (int i = 0; i < kProbes; i++) {
 		unsigned bit = static_cast<unsigned>(h2 >> (i * 9)) & (kBlockBits - 1);
 		if ((block[bit >> 6] & (uint64_t{1} << (bit & 63))) == 0)
@@ -61,7 +65,7 @@ RepeatFilter::contains(const Layer &layer, uint64_t h1, uint64_t h2) const
 void
 RepeatFilter::add(Layer &layer, uint64_t h1, uint64_t h2)
 {
-	uint64_t *block = layer.words + (h1 & (layer.blocks - 1)) * kBlockWords;
+	uint64_t *block = layer.words + (h1 % layer.blocks) * kBlockWords;
 	for (int i = 0; i < kProbes; i++) {
 		unsigned bit = static_cast<unsigned>(h2 >> (i * 9)) & (kBlockBits - 1);
 		block[bit >> 6] |= uint64_t{1} << (bit & 63);
@@ -78,11 +82,9 @@ RepeatFilter::test_and_add(uint64_t key_hash)
 		if (contains(layers_[i], h1, h2))
 			return true;
 	Layer *last = &layers_[layer_count_ - 1];
-	if (last->count >= last->capacity) {
-		add_layer(last->capacity * kGrowth);
+	if (last->count >= last->capacity && add_layer(last->capacity * kGrowth))
 		last = &layers_[layer_count_ - 1];
-	}
-	add(*last, h1, h2);
+	add(*last, h1, h2);  // past max_bytes, the last layer fills beyond its capacity
 	return false;
 }
 

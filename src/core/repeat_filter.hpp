@@ -1,5 +1,5 @@
 // A filter that tells, for a stream of keys, whether a key may have come before: a scalable Bloom
-// filter (no false negatives; about 1% false positives). The plan uses it to find duplicate record
+// filter (no false negatives; a few percent false positives). The plan uses it to find duplicate record
 // keys in one pass without a hash table of every key: only the keys it flags are checked exactly.
 //
 // The filter does not own its memory: the caller allocates the word arrays (so that PostgreSQL can
@@ -17,7 +17,9 @@ public:
 	// used, or throws. A plain function pointer: the filter owns nothing that needs destroying.
 	using Allocator = uint64_t *(*)(void *context, size_t words);
 
-	RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity = 1u << 20);
+	// max_bytes bounds the filter's memory: once a new layer would pass it, the last layer takes the
+	// further keys itself, and its false positive rate rises instead (still no false negatives).
+	RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity = 1u << 20, size_t max_bytes = 24u << 20);
 
 	// True when `key_hash` may have been added before (then it is not added again); false when it
 	// certainly was not (it is added now). key_hash: a well-mixed 64-bit hash of the key.
@@ -29,10 +31,10 @@ public:
 	static constexpr int kMaxLayers = 40;
 
 private:
-	// Each layer holds up to `capacity` keys at 10 to 20 bits per key, in blocks of 512 bits (a
-	// cache line) with 7 probes per key inside one block: about 1% false positives when full. A full
-	// layer is followed by one four times its size, so a few layers cover any audience and their
-	// summed false positive rate stays under about 1.5%.
+	// Each layer holds up to `capacity` keys at 10 bits per key, in blocks of 512 bits (a cache line)
+	// with 7 probes per key inside one block: 1-2% false positives when full. A full layer is
+	// followed by one twice its size: the memory stays under twice 10 bits per key (10M keys from a
+	// first layer of 1M: 19 MB), and the false positive rates of the layers add up (4 layers at 10M).
 	struct Layer {
 		uint64_t *words = nullptr;
 		uint64_t blocks = 0;
@@ -43,14 +45,15 @@ private:
 	static constexpr uint64_t kBitsPerKey = 10;
 	static constexpr uint64_t kBlockBits = 512;
 	static constexpr uint64_t kBlockWords = kBlockBits / 64;
-	static constexpr uint64_t kGrowth = 4;
+	static constexpr uint64_t kGrowth = 2;
 
 	bool contains(const Layer &layer, uint64_t h1, uint64_t h2) const;
 	void add(Layer &layer, uint64_t h1, uint64_t h2);
-	void add_layer(uint64_t capacity);
+	bool add_layer(uint64_t capacity);
 
 	Allocator alloc_;
 	void *context_;
+	size_t max_bytes_;
 	Layer layers_[kMaxLayers];
 	int layer_count_ = 0;
 	size_t bytes_ = 0;

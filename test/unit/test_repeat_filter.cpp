@@ -40,8 +40,9 @@ TEST(RepeatFilter, EveryRepeatIsFlaggedAndFirstSightingsRarelyAre)
 	for (uint64_t k = 0; k < n; k++)
 		if (filter.test_and_add(hash_of(k)))
 			false_positives++;
-	// Each layer is at most ~0.8% full of false positives; their sum stays well under 2%.
-	EXPECT_LT(false_positives, n * 2 / 100);
+	// Nine layers here (1024 to 262144 keys), each ~1% false positives when full: their sum is a few
+	// percent. (The SQL function starts at 1M keys, so far fewer layers.)
+	EXPECT_LT(false_positives, n * 8 / 100);
 	for (uint64_t k = 0; k < n; k++)
 		ASSERT_TRUE(filter.test_and_add(hash_of(k))) << "key " << k << " seen before but not flagged";
 }
@@ -53,9 +54,9 @@ TEST(RepeatFilter, GrowsByLayersAndMemoryStaysNearTenBitsPerKey)
 	const uint64_t n = 1000000;
 	for (uint64_t k = 0; k < n; k++)
 		filter.test_and_add(hash_of(k));
-	EXPECT_GE(arena.blocks.size(), 4u);  // 1024, 4096, ... 262144, 1048576
-	// Layers grow fourfold, each rounded up to a power of two of blocks: at most ~8x 10 bits per key.
-	EXPECT_LE(filter.bytes(), n * 80 / 8);
+	EXPECT_GE(arena.blocks.size(), 10u);  // 1024, 2048, ... 1048576 keys
+	// Layers double: under twice 10 bits per key.
+	EXPECT_LE(filter.bytes(), n * 20 / 8 + 4096);
 	EXPECT_GE(filter.bytes(), n * 10 / 8);
 }
 
@@ -73,6 +74,22 @@ TEST(RepeatFilter, RandomStreamWithDuplicatesNeverMissesOne)
 			ASSERT_TRUE(flagged) << "repeat of key " << key << " not flagged at step " << i;
 		}
 	}
+}
+
+TEST(RepeatFilter, MemoryCapHoldsAndRepeatsAreStillFlagged)
+{
+	Arena arena;
+	const size_t cap = 64 * 1024;
+	ia::RepeatFilter filter(&Arena::alloc, &arena, 1024, cap);
+	const uint64_t n = 200000;  // 3x what 64 KB holds at 10 bits per key
+	uint64_t flagged_first = 0;
+	for (uint64_t k = 0; k < n; k++)
+		if (filter.test_and_add(hash_of(k)))
+			flagged_first++;
+	EXPECT_LE(filter.bytes(), cap);
+	EXPECT_LT(flagged_first, n);  // overfull: many false positives, but not all
+	for (uint64_t k = 0; k < n; k++)
+		ASSERT_TRUE(filter.test_and_add(hash_of(k))) << "key " << k;
 }
 
 TEST(RepeatFilter, AllocatorFailurePropagates)
