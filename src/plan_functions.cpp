@@ -1,7 +1,8 @@
 // SQL API used by the plan query (plan_sql.cpp) once per audience row:
 //   values_hash(email, user_id, data_fields): the hash of the values a record sends, stored in the
 //     snapshot; a record whose hash changed is sent again.
-//   key_seen_before(record_key): true when the key may have come earlier in this statement's scan
+//   key_seen_before(record_key, expected_keys): true when the key may have come earlier in this
+//     statement's scan
 //     (core/repeat_filter.hpp); only those keys are then checked exactly for duplicates.
 #include "core/repeat_filter.hpp"
 
@@ -66,8 +67,12 @@ IA_SQL_FUNCTION(ia_key_seen_before)
 	if (flinfo->fn_extra == nullptr) {
 		// The filter of this call site in this execution of the statement: it and its words live in
 		// fn_mcxt and end with the statement (the filter owns nothing else; no destructor needed).
+		// Sized for the keys expected (the latest snapshot's size, given by the plan), with room for
+		// an eighth more; 1M when not given.
+		int64 expected = PG_NARGS() > 1 && !PG_ARGISNULL(1) ? PG_GETARG_INT64(1) : 0;
+		uint64_t first_capacity = expected > 0 ? static_cast<uint64_t>(expected + expected / 8) : (1u << 20);
 		void *place = ia::pg::guard([&] { return MemoryContextAlloc(flinfo->fn_mcxt, sizeof(ia::RepeatFilter)); });
-		flinfo->fn_extra = new (place) ia::RepeatFilter(zeroed_words, flinfo->fn_mcxt);
+		flinfo->fn_extra = new (place) ia::RepeatFilter(zeroed_words, flinfo->fn_mcxt, first_capacity);
 	}
 	ia::RepeatFilter *seen = static_cast<ia::RepeatFilter *>(flinfo->fn_extra);
 	uint64 hash = hash_bytes_extended(reinterpret_cast<const unsigned char *>(key.data()), static_cast<int>(key.size()),

@@ -213,7 +213,7 @@ audience_sql(const SyncDefinition &sync)
 }
 
 std::string
-plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline)
+plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline, int64_t expected_keys)
 {
 	const std::string snapshot =
 	    baseline ? *baseline
@@ -223,11 +223,12 @@ plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline)
 
 	// The audience is read once, into a materialized CTE (a tuplestore: cheaper than a table).
 	// Duplicate keys: key_seen_before() flags, in that single pass, every row whose key may have come
-	// before (each repeat of a key, and a few percent of other keys); only the flagged keys are counted
+	// before (each repeat of a key, and well under 1% of other keys); only the flagged keys are counted
 	// exactly, so no hash table of every key is built. Only rows whose key is duplicated are ranked,
 	// deterministically, to choose the one that is sent.
 	return "WITH a AS MATERIALIZED (SELECT s.*, CASE WHEN s.problem IS NULL THEN "
-	       "iterable_audience.key_seen_before(s.record_key) END AS seen_before FROM (" + audience_sql(sync) + ") s), "
+	       "iterable_audience.key_seen_before(s.record_key, " + std::to_string(expected_keys) +
+	       "::bigint) END AS seen_before FROM (" + audience_sql(sync) + ") s), "
 	       "dup_keys AS (SELECT record_key FROM a WHERE problem IS NULL AND record_key IN "
 	       "(SELECT record_key FROM a WHERE seen_before) GROUP BY record_key HAVING count(*) > 1), "
 	       "ranked_dups AS (SELECT d.*, row_number() OVER (PARTITION BY d.record_key ORDER BY d.row_hash, d.email, "

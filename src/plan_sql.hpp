@@ -24,7 +24,9 @@ std::string audience_sql(const SyncDefinition &sync);
 // Columns: seq, batch_class, operation, action, record_key, email, user_id, data_fields, valid,
 // error_code, error_message, row_hash, prev_hash (the snapshot's row_hash of the record, NULL when the
 // snapshot has none). `baseline` is the snapshot table, schema-qualified and quoted, or nullopt.
-std::string plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline);
+// expected_keys: about how many records the audience has (the latest snapshot's size; 0 when
+// unknown), to size the duplicate-key filter.
+std::string plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline, int64_t expected_keys);
 
 // UPDATE of the plan table: batch_class 3 for records not to send again (record_failure).
 std::string skip_remembered_failures_sql(const SyncDefinition &sync, const std::string &plan_table);

@@ -22,9 +22,11 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	static int previews = 0;
 	const std::string suffix = std::to_string(++previews);
 	std::optional<std::string> baseline;
+	int64_t baseline_rows = 0;
 	{
 		ia::pg::AsRole as_owner(ia::pg::extension_owner());
 		baseline = ia::latest_snapshot_table(sync.sync_id);
+		baseline_rows = ia::latest_snapshot_rows(sync.sync_id);
 		// Runs that ended before building their snapshot are settled by the next run before it plans:
 		// the preview does the same into temporary tables, which the sync's owner may read.
 		int n = 0;
@@ -37,7 +39,7 @@ IA_SQL_FUNCTION(ia_preview_sync)
 		}
 	}
 	const std::string plan = "pg_temp.ia_preview_plan_" + suffix;
-	ia::build_plan(sync, plan, baseline, true);  // looks for remembered failures: a preview runs once
+	ia::build_plan(sync, plan, baseline, baseline_rows, true);  // looks for remembered failures: a preview runs once
 
 	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields, valid, error_code, "
 	                  "error_message FROM " + plan + " WHERE batch_class < 3 ORDER BY batch_class, record_key, seq";

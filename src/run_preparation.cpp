@@ -23,10 +23,10 @@ check_owner_exists(const SyncDefinition &sync)
 
 void
 build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
-           bool failures_possible)
+           int64_t baseline_rows, bool failures_possible)
 {
 	check_owner_exists(sync);
-	std::string sql = "CREATE TEMP TABLE " + table + " AS " + plan_sql(sync, baseline);
+	std::string sql = "CREATE TEMP TABLE " + table + " AS " + plan_sql(sync, baseline, baseline ? baseline_rows : 0);
 	{
 		pg::AsRole as_owner(sync.owner);
 		pg::GucScope scope;

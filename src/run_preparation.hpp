@@ -14,9 +14,9 @@ void check_owner_exists(const SyncDefinition &sync);
 // CREATE TEMP TABLE <table> AS <plan_sql>, as the sync's owner with its search_path, so the source
 // is read with the owner's privileges whoever triggers the run; then, as the extension's owner, the
 // records whose remembered failure says not to send them again go to batch_class 3 (only looked for
-// when failures_possible). `baseline` is the latest snapshot table (qualified), if any.
-// Requires an SPI session.
+// when failures_possible). `baseline` is the latest snapshot table (qualified), if any, and
+// `baseline_rows` its size (sizes the duplicate-key filter; 0 when unknown). Requires an SPI session.
 void build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
-                bool failures_possible);
+                int64_t baseline_rows, bool failures_possible);
 
 }  // namespace ia

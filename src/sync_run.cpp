@@ -175,7 +175,7 @@ Run::plan()
 		failures_possible_ = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM iterable_audience.record_failure "
 		                                     "WHERE sync_id = $1::bigint)",
 		                                     {std::to_string(sync_.sync_id)}, true) == pg::SqlValue("t");
-		timed("diff", [&] { build_plan(sync_, kPlanTable, previous_snapshot_, failures_possible_); });
+		timed("diff", [&] { build_plan(sync_, kPlanTable, previous_snapshot_, list_size_, failures_possible_); });
 		pg::SqlResult counts = pg::exec(
 		    "SELECT count(*) FILTER (WHERE batch_class = 1), count(*) FILTER (WHERE batch_class = 0), "
 		    "count(*) FILTER (WHERE batch_class = 2), "

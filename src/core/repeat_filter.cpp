@@ -24,8 +24,11 @@ RepeatFilter::RepeatFilter(Allocator alloc, void *context, uint64_t first_capaci
     : alloc_(alloc), context_(context), max_bytes_(max_bytes)
 {
 	uint64_t capacity = first_capacity < 1024 ? 1024 : first_capacity;
+	const uint64_t fits = static_cast<uint64_t>(max_bytes_) * 8 / kBitsPerKey / kBlockBits * kBlockBits;
+	if (capacity > fits)
+		capacity = fits;
 	if (!add_layer(capacity))
-		throw std::length_error("repeat filter: max_bytes is smaller than the first layer");
+		throw std::length_error("repeat filter: max_bytes is smaller than a layer of 1024 keys");
 }
 
 // Adds a layer for `capacity` keys; false (and nothing added) when it would pass max_bytes.

@@ -1,5 +1,5 @@
 // A filter that tells, for a stream of keys, whether a key may have come before: a scalable Bloom
-// filter (no false negatives; a few percent false positives). The plan uses it to find duplicate record
+// filter (no false negatives; well under 1% false positives while within its memory bound). The plan uses it to find duplicate record
 // keys in one pass without a hash table of every key: only the keys it flags are checked exactly.
 //
 // The filter does not own its memory: the caller allocates the word arrays (so that PostgreSQL can
@@ -17,9 +17,11 @@ public:
 	// used, or throws. A plain function pointer: the filter owns nothing that needs destroying.
 	using Allocator = uint64_t *(*)(void *context, size_t words);
 
-	// max_bytes bounds the filter's memory: once a new layer would pass it, the last layer takes the
-	// further keys itself, and its false positive rate rises instead (still no false negatives).
-	RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity = 1u << 20, size_t max_bytes = 24u << 20);
+	// first_capacity: the keys expected (the first layer's size). max_bytes bounds the filter's
+	// memory: the first layer is made smaller to fit, and once a new layer would pass it, the last
+	// layer takes the further keys itself; its false positive rate rises instead (still no false
+	// negatives).
+	RepeatFilter(Allocator alloc, void *context, uint64_t first_capacity = 1u << 20, size_t max_bytes = 32u << 20);
 
 	// True when `key_hash` may have been added before (then it is not added again); false when it
 	// certainly was not (it is added now). key_hash: a well-mixed 64-bit hash of the key.
@@ -31,10 +33,11 @@ public:
 	static constexpr int kMaxLayers = 40;
 
 private:
-	// Each layer holds up to `capacity` keys at 10 bits per key, in blocks of 512 bits (a cache line)
-	// with 7 probes per key inside one block: 1-2% false positives when full. A full layer is
-	// followed by one twice its size: the memory stays under twice 10 bits per key (10M keys from a
-	// first layer of 1M: 19 MB), and the false positive rates of the layers add up (4 layers at 10M).
+	// Each layer holds up to `capacity` keys at 16 bits per key, in blocks of 512 bits (a cache line)
+	// with 7 probes per key inside one block: about 0.1-0.2% false positives when full. A full layer
+	// is followed by one twice its size: the memory stays under twice 16 bits per key (10M keys from
+	// a first layer of 1M: 30 MB; from a first layer sized for them: 20 MB), and the false positive
+	// rates of the layers add up.
 	struct Layer {
 		uint64_t *words = nullptr;
 		uint64_t blocks = 0;
@@ -42,7 +45,7 @@ private:
 		uint64_t count = 0;
 	};
 	static constexpr int kProbes = 7;
-	static constexpr uint64_t kBitsPerKey = 10;
+	static constexpr uint64_t kBitsPerKey = 16;
 	static constexpr uint64_t kBlockBits = 512;
 	static constexpr uint64_t kBlockWords = kBlockBits / 64;
 	static constexpr uint64_t kGrowth = 2;
