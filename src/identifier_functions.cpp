@@ -4,21 +4,9 @@
 
 #include "pg/args.hpp"
 
-namespace {
-
-std::string_view
-text_arg_view(FunctionCallInfo fcinfo, int n)
-{
-	Datum d = PG_GETARG_DATUM(n);
-	text *t = ia::pg::guard([&] { return DatumGetTextPP(d); });
-	return std::string_view(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-
-}  // namespace
-
 IA_SQL_FUNCTION(ia_normalize_email)
 {
-	std::string_view raw = text_arg_view(fcinfo, 0);
+	std::string_view raw = ia::pg::arg_text_view(fcinfo, 0);
 	// The result is written in place into a text of the input's size (never longer than it).
 	text *result = ia::pg::guard([&] { return static_cast<text *>(palloc(VARHDRSZ + raw.size())); });
 	std::size_t length = ia::normalize_email_into(raw, VARDATA(result));
@@ -32,5 +20,5 @@ IA_SQL_FUNCTION(ia_normalize_email)
 
 IA_SQL_FUNCTION(ia_is_valid_user_id)
 {
-	PG_RETURN_BOOL(ia::is_valid_user_id(text_arg_view(fcinfo, 0)));
+	PG_RETURN_BOOL(ia::is_valid_user_id(ia::pg::arg_text_view(fcinfo, 0)));
 }

@@ -2,11 +2,11 @@
 //   values_hash(email, user_id, data_fields): the hash of the values a record sends, stored in the
 //     snapshot; a record whose hash changed is sent again.
 //   key_seen_before(record_key, expected_keys): true when the key may have come earlier in this
-//     statement's scan
-//     (core/repeat_filter.hpp); only those keys are then checked exactly for duplicates.
+//     statement's scan (core/repeat_filter.hpp); only those keys are then checked exactly for
+//     duplicates.
 #include "core/repeat_filter.hpp"
 
-#include "pg/guard.hpp"
+#include "pg/args.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
@@ -14,13 +14,6 @@ extern "C" {
 }
 
 namespace {
-
-std::string_view
-text_view(Datum d)
-{
-	text *t = ia::pg::guard([&] { return DatumGetTextPP(d); });
-	return std::string_view(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
 
 uint64_t *
 zeroed_words(void *mcxt, size_t words)
@@ -41,10 +34,10 @@ IA_SQL_FUNCTION(ia_values_hash)
 	static std::string buffer;
 	buffer.clear();
 	if (!PG_ARGISNULL(0))
-		buffer.append(text_view(PG_GETARG_DATUM(0)));
+		buffer.append(ia::pg::arg_text_view(fcinfo, 0));
 	buffer.push_back('\x1f');
 	if (!PG_ARGISNULL(1))
-		buffer.append(text_view(PG_GETARG_DATUM(1)));
+		buffer.append(ia::pg::arg_text_view(fcinfo, 1));
 	buffer.push_back('\x1f');
 	if (!PG_ARGISNULL(2)) {
 		Datum d = PG_GETARG_DATUM(2);
@@ -62,7 +55,7 @@ IA_SQL_FUNCTION(ia_values_hash)
 
 IA_SQL_FUNCTION(ia_key_seen_before)
 {
-	std::string_view key = text_view(PG_GETARG_DATUM(0));
+	std::string_view key = ia::pg::arg_text_view(fcinfo, 0);
 	FmgrInfo *flinfo = fcinfo->flinfo;
 	if (flinfo->fn_extra == nullptr) {
 		// The filter of this call site in this execution of the statement: it and its words live in

@@ -1,6 +1,7 @@
 // A filter that tells, for a stream of keys, whether a key may have come before: a scalable Bloom
-// filter (no false negatives; well under 1% false positives while within its memory bound). The plan uses it to find duplicate record
-// keys in one pass without a hash table of every key: only the keys it flags are checked exactly.
+// filter (no false negatives; well under 1% false positives while within its memory bound). The
+// plan uses it to find duplicate record keys in one pass without a hash table of every key: only
+// the keys it flags are checked exactly.
 //
 // The filter does not own its memory: the caller allocates the word arrays (so that PostgreSQL can
 // free them with the query's memory context). Pure C++, no PostgreSQL headers.

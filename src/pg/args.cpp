@@ -14,6 +14,14 @@ arg_text(FunctionCallInfo fcinfo, int n)
 	return value;
 }
 
+std::string_view
+arg_text_view(FunctionCallInfo fcinfo, int n)
+{
+	Datum d = PG_GETARG_DATUM(n);
+	text *t = guard([&] { return DatumGetTextPP(d); });
+	return std::string_view(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
 std::optional<int64_t>
 arg_int64(FunctionCallInfo fcinfo, int n)
 {

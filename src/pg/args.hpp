@@ -6,6 +6,9 @@
 namespace ia::pg {
 
 std::optional<std::string> arg_text(FunctionCallInfo fcinfo, int n);
+// A text argument that is not NULL, read in place (detoasted when needed, no copy): valid while
+// the call lasts. For functions called once per row.
+std::string_view arg_text_view(FunctionCallInfo fcinfo, int n);
 std::optional<int64_t> arg_int64(FunctionCallInfo fcinfo, int n);
 std::optional<bool> arg_bool(FunctionCallInfo fcinfo, int n);
 std::optional<double> arg_float4(FunctionCallInfo fcinfo, int n);
