@@ -326,8 +326,8 @@ AS 'MODULE_PATHNAME', 'ia_is_valid_user_id' LANGUAGE C IMMUTABLE STRICT PARALLEL
 CREATE FUNCTION iterable_audience.values_hash(email text, user_id text, data_fields jsonb) RETURNS bigint
 AS 'MODULE_PATHNAME', 'ia_values_hash' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 -- key_seen_before: true when the key may have come earlier in the same scan (a Bloom filter kept for
--- one statement, sized for expected_keys (0: 1M), at most 32 MB: no false negatives, well under 1% false
--- positives within that bound). Volatile: it has state.
+-- one statement: a fixed 16 MB, or less when expected_keys is under 256k; no false negatives; false
+-- positives 0.04% of 10M keys, 1% of 20M). Volatile: it has state.
 CREATE FUNCTION iterable_audience.key_seen_before(record_key text, expected_keys bigint DEFAULT 0) RETURNS boolean
 AS 'MODULE_PATHNAME', 'ia_key_seen_before' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 

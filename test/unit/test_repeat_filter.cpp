@@ -121,3 +121,21 @@ TEST(RepeatFilter, AllocatorFailurePropagates)
 	};
 	EXPECT_THROW(ia::RepeatFilter(&Failing::alloc, nullptr), std::bad_alloc);
 }
+
+// How the plan uses it: the whole budget as one layer from the start, so that memory is the same for
+// any audience. Scaled down from 16 MB and 10M keys (1.19x the layer's capacity) to 1 MB.
+TEST(RepeatFilter, WholeBudgetUpFrontKeepsItsMemoryAndStaysRarelyWrongPastCapacity)
+{
+	Arena arena;
+	const size_t budget = size_t{1} << 20;  // 524288 keys at 16 bits a key
+	ia::RepeatFilter filter(&Arena::alloc, &arena, uint64_t{1} << 40, budget);
+	EXPECT_EQ(filter.bytes(), budget);
+	const uint64_t n = 524288 + 524288 / 5;
+	uint64_t false_positives = 0;
+	for (uint64_t k = 0; k < n; k++)
+		if (filter.test_and_add(hash_of(k)))
+			false_positives++;
+	EXPECT_EQ(arena.blocks.size(), 1u);
+	EXPECT_EQ(filter.bytes(), budget);
+	EXPECT_LT(false_positives, n / 500);  // under 0.2% (16 MB for 10M keys: 0.04%)
+}
