@@ -41,7 +41,8 @@ TEST(RepeatFilter, EveryRepeatIsFlaggedAndFirstSightingsRarelyAre)
 		if (filter.test_and_add(hash_of(k)))
 			false_positives++;
 	// Nine layers here (1024 to 262144 keys), each ~0.1-0.2% false positives when full: their sum
-	// stays under 2%. (The SQL function starts with a layer sized for the keys expected.)
+	// stays under 2%. (The SQL function starts with one layer of its whole budget, or
+	// one sized for the keys expected when they are few.)
 	EXPECT_LT(false_positives, n * 2 / 100);
 	for (uint64_t k = 0; k < n; k++)
 		ASSERT_TRUE(filter.test_and_add(hash_of(k))) << "key " << k << " seen before but not flagged";
