@@ -19,6 +19,9 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	ia::pg::SpiSession spi;
 	ia::SyncDefinition sync = ia::load_sync(*name);
 	ia::check_sync_access(sync);
+	// Before settling: each settled snapshot is granted to the owner, and a dropped owner should get
+	// the error that says what to do, not a failed GRANT.
+	ia::check_owner_exists(sync);
 	static int previews = 0;
 	const std::string suffix = std::to_string(++previews);
 	std::optional<std::string> baseline;
