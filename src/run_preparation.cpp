@@ -25,7 +25,6 @@ void
 build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
            int64_t baseline_rows, bool failures_possible)
 {
-	check_owner_exists(sync);
 	std::string sql = "CREATE TEMP TABLE " + table + " AS " + plan_sql(sync, baseline, baseline ? baseline_rows : 0);
 	{
 		pg::AsRole as_owner(sync.owner);

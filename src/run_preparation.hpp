@@ -15,7 +15,8 @@ void check_owner_exists(const SyncDefinition &sync);
 // is read with the owner's privileges whoever triggers the run; then, as the extension's owner, the
 // records whose remembered failure says not to send them again go to batch_class 3 (only looked for
 // when failures_possible). `baseline` is the latest snapshot table (qualified), if any, and
-// `baseline_rows` its size (sizes the duplicate-key filter; 0 when unknown). Requires an SPI session.
+// `baseline_rows` its size (sizes the duplicate-key filter; 0 when unknown). Requires an SPI session;
+// the caller has called check_owner_exists() first, before anything else done in the owner's name.
 void build_plan(const SyncDefinition &sync, const std::string &table, const std::optional<std::string> &baseline,
                 int64_t baseline_rows, bool failures_possible);
 
