@@ -3,7 +3,7 @@ EXTENSION  = iterable_audience
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = $(EXTENSION)
 
-SRCS = $(wildcard src/*.cpp src/pg/*.cpp src/core/*.cpp)
+SRCS = $(wildcard src/*.cpp src/*/*.cpp)
 OBJS = $(SRCS:.cpp=.o)
 
 # Install scripts: the full script of each version and the upgrade scripts between versions.

@@ -1,8 +1,8 @@
 // Library entry: module magic and _PG_init.
-#include "shared_pacing.hpp"  // before pg/postgres.hpp: it includes src/core headers
+#include "iterable/shared_pacing.hpp"  // before pg/postgres.hpp: it includes src/core headers
 
 #include "pg/postgres.hpp"
-#include "scheduler.hpp"
+#include "scheduler/scheduler.hpp"
 #include "settings.hpp"
 
 extern "C" {
