@@ -26,6 +26,23 @@
 ------------------------------------------------------------------------------------------------
 
 
+-- drift check
+-- check_list: the list's members as Iterable has them (GET /api/lists/getUsers, 5 requests a minute
+-- per project, paced across sessions) compared with the sync's latest snapshot.
+CREATE FUNCTION iterable_audience.check_list(sync_name text)
+RETURNS TABLE(record_key text, email text, user_id text, problem text)
+AS 'MODULE_PATHNAME', 'ia_check_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.check_list(text) IS
+    'Members the sync''s latest snapshot has and Iterable''s list lacks (missing_in_iterable), and members of the list the snapshot does not have (unexpected_in_iterable)';
+
+-- repair_list: the same read-back; the missing records are marked in doubt in the latest snapshot so
+-- that the next run subscribes them again; with unsubscribe_unexpected, the unexpected members are
+-- added in doubt, so that the next run unsubscribes those the audience does not have.
+CREATE FUNCTION iterable_audience.repair_list(sync_name text, unsubscribe_unexpected boolean DEFAULT false)
+RETURNS TABLE(record_key text, email text, user_id text, problem text, repair text)
+AS 'MODULE_PATHNAME', 'ia_repair_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.repair_list(text, boolean) IS
+    'Makes the next run resubscribe the members missing in Iterable and, with unsubscribe_unexpected => true, unsubscribe the unexpected ones that are not in the audience';
 
 ------------------------------------------------------------------------------------------------
 -- Pacing and continuous syncs (issue 18)
