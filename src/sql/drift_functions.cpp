@@ -255,8 +255,8 @@ IA_SQL_FUNCTION(ia_repair_list)
 
 	bool mark_unexpected =
 	    unsubscribe_unexpected &&
-	    ia::pg::exec_scalar(("SELECT EXISTS (SELECT 1 FROM " + result + " WHERE problem = 'unexpected_in_iterable')").c_str(),
-	                        {}, true) == SqlValue("t");
+	    ia::pg::exec_scalar(("SELECT EXISTS (SELECT 1 FROM " + result + " WHERE problem = 'unexpected_in_iterable')").c_str()) ==
+	        SqlValue("t");
 	if (!baseline && mark_unexpected) {
 		// The runs so far sent nothing to this list, so there is no snapshot table to mark: the sync's
 		// latest run gets an empty one (the list as the sync believes it: empty).
