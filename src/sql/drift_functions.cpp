@@ -8,6 +8,7 @@
 #include "core/list_members.hpp"
 #include "definitions/account_store.hpp"
 #include "definitions/sync_definition.hpp"
+#include "engine/run_launcher.hpp"
 #include "engine/run_preparation.hpp"
 #include "engine/snapshot_tables.hpp"
 #include "engine/sync_lock.hpp"
@@ -90,6 +91,35 @@ probe_no_run_going(const ia::SyncDefinition &sync)
 		                "a run of sync \"" + sync.name + "\" is going: what it sends is not in its snapshot yet",
 		                "Check again when it ends (see iterable_audience.sync_runs where status = 'running').");
 	ia::unlock_sync_for_run(sync.sync_id);
+}
+
+// Runs of the sync that sent batches but never built their snapshot, oldest first. Unlike
+// unsettled_runs(), also those still marked 'running': called once no run holds the sync's lock, when
+// such a row is a leftover of a crash (the next run's claim marks it failed).
+std::vector<int64_t>
+runs_to_settle(int64_t sync_id)
+{
+	ia::pg::SqlResult r = ia::pg::exec(
+	    "SELECT r.run_id FROM iterable_audience.sync_runs r WHERE r.sync_id = $1::bigint AND NOT r.settled "
+	    "AND EXISTS (SELECT 1 FROM iterable_audience.sync_batch b WHERE b.run_id = r.run_id AND b.kind = 'sent') "
+	    "ORDER BY 1",
+	    {std::to_string(sync_id)});
+	std::vector<int64_t> runs;
+	for (const ia::pg::SqlRow &row : r.rows)
+		runs.push_back(std::stoll(*row[0]));
+	return runs;
+}
+
+// The newest filled snapshot table, as latest_snapshot_table() finds it, but seeing what this call
+// wrote before (a read-only statement would see the snapshot taken when the function's query began).
+std::optional<std::string>
+latest_snapshot(int64_t sync_id)
+{
+	return ia::pg::exec_scalar(
+	    "SELECT format('iterable_audience_snapshots.%I', table_name) FROM iterable_audience.snapshot n "
+	    "WHERE n.sync_id = $1::bigint AND n.filled AND to_regclass(format('iterable_audience_snapshots.%I', "
+	    "table_name)) IS NOT NULL ORDER BY run_id DESC LIMIT 1",
+	    {std::to_string(sync_id)});
 }
 
 const char *const kEmptyBaseline =
@@ -204,7 +234,7 @@ IA_SQL_FUNCTION(ia_check_list)
 	// applied as the next run will apply them (into temporary tables, as preview_sync does).
 	std::optional<std::string> baseline = ia::latest_snapshot_table(sync.sync_id);
 	int n = 0;
-	for (int64_t run : ia::unsettled_runs(sync.sync_id)) {
+	for (int64_t run : runs_to_settle(sync.sync_id)) {
 		std::string table = "pg_temp.ia_drift_settled_" + suffix + "_" + std::to_string(++n);
 		ia::pg::exec(("CREATE TEMP TABLE " + table + " AS " + ia::settled_snapshot_sql(baseline, run)).c_str());
 		temp_tables.push_back(table);
@@ -239,10 +269,12 @@ IA_SQL_FUNCTION(ia_repair_list)
 	ia::SyncLock lock(sync.sync_id, "repair");
 	const std::string id = std::to_string(sync.sync_id);
 
-	// Runs that ended before recording their snapshot are settled now, as the next run would.
+	// Runs that ended before recording their snapshot are settled now, as the next run would (a run
+	// left 'running' by a crash first marked failed, as the next run's claim does).
+	ia::fail_stale_runs(sync.sync_id);
 	for (int64_t run : ia::unsettled_runs(sync.sync_id))
-		ia::fill_run_snapshot(sync.sync_id, sync.name, run, sync.owner, ia::latest_snapshot_table(sync.sync_id));
-	std::optional<std::string> baseline = ia::latest_snapshot_table(sync.sync_id);
+		ia::fill_run_snapshot(sync.sync_id, sync.name, run, sync.owner, latest_snapshot(sync.sync_id));
+	std::optional<std::string> baseline = latest_snapshot(sync.sync_id);
 	if (!baseline && !has_completed_run(sync.sync_id))
 		never_ran(sync);
 	ia::Account account = usable_account(sync);

@@ -6,7 +6,8 @@ import psycopg2
 import pytest
 
 from harness import query, scalar
-from sync_helpers import KEYS, list_id_of, request_counts, run_sync, snapshot_rows, sql, tag
+from sync_helpers import (KEYS, BackgroundRun, kill9, list_id_of, request_counts, run_sync, snapshot_rows,
+                          snapshot_split, sql, tag, wait_for, worker_pid)
 
 
 def create_people(db, rows):
@@ -326,3 +327,85 @@ def test_only_who_may_use_the_sync(db, emulator):
         sql(db, "RESET ROLE")
         sql(db, "DROP OWNED BY drift_stranger")
         sql(db, "DROP ROLE drift_stranger")
+
+
+# ----- runs going, runs that died ---------------------------------------------------------------
+def make_slow_sync(db, emulator, rows, latency_ms):
+    t = tag(db)
+    sql(db, "CREATE TABLE audience AS SELECT %s || '.s' || g || '@example.com' AS email FROM generate_series(1, %s) g",
+        (t, rows))
+    sql(db, "SELECT iterable_audience.create_sync('slow', 'email', 'audience', new_list_name => 'slow', "
+            "email_column => 'email')")
+    emulator.set_faults({"rules": [{"kind": "latency", "endpoint": "subscribe", "ms": latency_ms}]})
+
+
+def test_refused_while_a_run_is_going(db, emulator, cluster):
+    make_slow_sync(db, emulator, rows=60, latency_ms=150)
+    run_sync(db, "slow")   # a first run, so that the sync has a snapshot
+    sql(db, "INSERT INTO audience SELECT 'more' || g || '@example.com' FROM generate_series(1, 60) g")
+    bg = BackgroundRun(cluster, tag(db), "slow", batch_size=10, max_requests_in_flight=1)
+    try:
+        wait_for(lambda: scalar(db, "SELECT count(*) FROM iterable_audience.sync_runs WHERE status = 'running'"),
+                 what="the run to start")
+        before = get_users_count(emulator)
+        code, message, _ = error_of(db, "SELECT * FROM iterable_audience.check_list('slow')")
+        assert code == "55P03" and message == 'a run of sync "slow" is going: what it sends is not in its snapshot yet'
+        code, message, _ = error_of(db, "SELECT * FROM iterable_audience.repair_list('slow')")
+        assert code == "55P03" and message == "cannot repair the sync while a run of it is going"
+        assert get_users_count(emulator) == before
+        emulator.clear_faults()
+        assert bg.join(60) and bg.error is None, bg.error
+    finally:
+        bg.close()
+    assert check(db, "slow") == []
+
+
+def test_a_run_that_died_is_settled_first(db, emulator, cluster):
+    dbname = tag(db)
+    make_slow_sync(db, emulator, rows=300, latency_ms=100)
+    bg = BackgroundRun(cluster, dbname, "slow", batch_size=10, max_requests_in_flight=1)
+    try:
+        run_id = wait_for(lambda: scalar(db, "SELECT max(run_id) FROM iterable_audience.sync_runs"),
+                          what="the run to start")
+        wait_for(lambda: scalar(db, "SELECT subscribed FROM iterable_audience.sync_runs WHERE run_id = %s",
+                                (run_id,)) >= 100, what="100 subscribed")
+        kill9(worker_pid(db))
+        assert bg.join(60)
+    finally:
+        bg.close()
+    emulator.clear_faults()
+    conn = reconnect(cluster, dbname)
+    try:
+        # The killed run's batches are not in a snapshot yet: check_list applies them as the next run
+        # will (what Iterable acknowledged, and the batches in doubt), without changing anything.
+        snap, in_doubt = snapshot_split(conn, "slow")
+        list_id = list_id_of(conn, "slow")
+        on_list = {m["email"] for m in emulator.members(list_id)}
+        expected_missing = {key for key in list(snap) + list(in_doubt) if key not in on_list}
+        found = check(conn, "slow")
+        assert {r["record_key"] for r in found if r["problem"] == "missing_in_iterable"} == expected_missing
+        assert [r for r in found if r["problem"] == "unexpected_in_iterable"] == []
+        assert scalar(conn, "SELECT settled FROM iterable_audience.sync_runs WHERE run_id = %s", (run_id,)) is False
+        # repair_list settles it for real, under the lock, as the next run would have.
+        drift_remove(emulator, list_id, emails=[sorted(on_list)[0]])
+        repaired = repair(conn, "slow")
+        assert sorted(on_list)[0] in {r["record_key"] for r in repaired}
+        assert scalar(conn, "SELECT settled FROM iterable_audience.sync_runs WHERE run_id = %s", (run_id,)) is True
+        run = run_sync(conn, "slow")
+        assert run["status"] == "succeeded", run
+        assert {m["email"] for m in emulator.members(list_id)} == {
+            r["email"] for r in query(conn, "SELECT email FROM audience")}
+        assert check(conn, "slow") == []
+    finally:
+        conn.close()
+
+
+def reconnect(cluster, dbname):
+    def attempt():
+        try:
+            conn = cluster.connect(dbname=dbname)
+            scalar(conn, "SELECT 1")
+            return conn
+        except psycopg2.OperationalError:
+            return None
+    return wait_for(attempt, timeout=60, interval=0.2, what="the server to accept connections again")
