@@ -409,3 +409,26 @@ def reconnect(cluster, dbname):
         except psycopg2.OperationalError:
             return None
     return wait_for(attempt, timeout=60, interval=0.2, what="the server to accept connections again")
+
+
+def test_an_ordinary_owner_checks_and_repairs_its_sync(db, emulator, cluster):
+    t = create_people(db, 5)
+    sql(db, "CREATE ROLE drift_owner LOGIN")
+    sql(db, "GRANT USAGE ON SCHEMA iterable_audience, iterable_audience_snapshots TO drift_owner")
+    sql(db, "GRANT SELECT ON people TO drift_owner")
+    sql(db, "SELECT iterable_audience.grant_account_usage('hybrid', 'drift_owner')")
+    owner = cluster.connect(dbname=tag(db), user="drift_owner")
+    try:
+        create_sync(owner, "mine")
+        assert run_sync(owner, "mine")["status"] == "succeeded"
+        list_id = list_id_of(owner, "mine")
+        drift_remove(emulator, list_id, user_ids=["%s-u2" % t])
+        assert [r["record_key"] for r in check(owner, "mine")] == ["%s-u2" % t]
+        assert [r["repair"] for r in repair(owner, "mine")] == ["resent by the next run"]
+        assert run_sync(owner, "mine")["planned_subscribes"] == 1
+        assert check(owner, "mine") == []
+    finally:
+        owner.close()
+        sql(db, "SELECT iterable_audience.drop_sync('mine')")
+        sql(db, "DROP OWNED BY drift_owner")
+        sql(db, "DROP ROLE drift_owner")
