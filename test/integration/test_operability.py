@@ -46,6 +46,20 @@ def make_sync(db, name, source="people", **extra):
         % named, dict(args, name=name, source=source))
 
 
+def make_broken_sync(db, emulator, name, **extra):
+    """A sync of account 'broken', whose key Iterable refuses from now on (every run fails)."""
+    if not scalar(db, "SELECT count(*) FROM iterable_audience.accounts WHERE account_name = 'broken'"):
+        sql(db, "SELECT iterable_audience.create_account('broken', 'test-key-hybrid', base_url => %s)",
+            (emulator.url,))
+    sql(db, "SELECT iterable_audience.alter_account('broken', api_key => 'test-key-hybrid')")
+    args = {"email_column": "email"}
+    args.update(extra)
+    named = ", ".join("%s => %%(%s)s" % (k, k) for k in args)
+    sql(db, "SELECT iterable_audience.create_sync(%%(name)s, 'broken', 'people', new_list_name => %%(name)s, %s)"
+        % named, dict(args, name=name))
+    sql(db, "SELECT iterable_audience.alter_account('broken', api_key => 'not-a-key')")
+
+
 def health(db, name):
     return query(db, "SELECT * FROM iterable_audience.sync_health WHERE sync_name = %s", (name,))[0]
 
@@ -92,7 +106,7 @@ def test_health_counts_failures_since_the_last_success(db, emulator):
         ("blocked", blocked["finished_at"], 3)
     assert h["last_success_at"] == first["finished_at"]
 
-    sql(db, "INSERT INTO people VALUES ('bad-1', 'not-an-email')")
+    sql(db, "INSERT INTO people VALUES (' bad-1', 'not-an-email')")
     forced = run_sync(db, "h", force=True)
     assert forced["status"] == "succeeded_with_failures" and forced["failed"] == 1
     h = health(db, "h")
@@ -137,9 +151,7 @@ def test_overdue_after_two_due_times_without_success(db, emulator):
 
 def test_a_sync_that_never_succeeds_becomes_overdue(db, emulator):
     make_people(db, 5)
-    sql(db, "SELECT iterable_audience.create_account('broken', 'not-a-key', base_url => %s)", (emulator.url,))
-    sql(db, "SELECT iterable_audience.create_sync('nv', 'broken', 'people', list_id => 424242, "
-            "email_column => 'email', schedule => %s)", (daily_schedule_far_from_now(),))
+    make_broken_sync(db, emulator, "nv", schedule=daily_schedule_far_from_now())
     for _ in range(3):
         assert run_sync(db, "nv")["status"] == "failed"
     h = health(db, "nv")
@@ -205,13 +217,11 @@ def check_payload(db, payload):
 def test_every_finished_run_notifies_with_its_status(db, emulator, cluster):
     make_people(db, 20)
     make_sync(db, "n")
-    sql(db, "SELECT iterable_audience.create_account('broken', 'not-a-key', base_url => %s)", (emulator.url,))
-    sql(db, "SELECT iterable_audience.create_sync('n_bad', 'broken', 'people', list_id => 424242, "
-            "email_column => 'email')")
+    make_broken_sync(db, emulator, "n_bad")
     listener = Listener(cluster, db)
     try:
         runs = [run_sync(db, "n")]                                       # succeeded
-        sql(db, "INSERT INTO people VALUES ('bad-1', 'not-an-email')")
+        sql(db, "INSERT INTO people VALUES (' bad-1', 'not-an-email')")
         runs.append(run_sync(db, "n"))                                   # succeeded_with_failures
         runs.append(run_sync(db, "n_bad"))                               # failed (401)
         sql(db, "DELETE FROM people WHERE uid NOT LIKE '%%-u1'")
@@ -285,7 +295,7 @@ def test_payload_stays_under_8000_bytes_whatever_the_error(db, emulator, cluster
 
 def test_progress_rows_while_a_slowed_run_sends(db, emulator, cluster):
     make_people(db, 60)
-    sql(db, "INSERT INTO people VALUES ('bad-1', 'not-an-email')")
+    sql(db, "INSERT INTO people VALUES (' bad-1', 'not-an-email')")
     make_sync(db, "slow")
     slow_subscribes(emulator, 700)
     samples = []
@@ -415,9 +425,7 @@ def test_forwarder_posts_failed_runs_to_a_webhook(db, emulator, cluster):
     dbname = scalar(db, "SELECT current_database()")
     make_people(db, 5)
     make_sync(db, "ok")
-    sql(db, "SELECT iterable_audience.create_account('broken', 'not-a-key', base_url => %s)", (emulator.url,))
-    sql(db, "SELECT iterable_audience.create_sync('bad', 'broken', 'people', list_id => 424242, "
-            "email_column => 'email')")
+    make_broken_sync(db, emulator, "bad")
     dsn = "host=%s port=%d dbname=%s user=postgres" % (cluster.dir, cluster.port, dbname)
     url = "http://127.0.0.1:%d/hook" % server.server_address[1]
     proc = subprocess.Popen([sys.executable, FORWARDER, dsn, url], stderr=subprocess.PIPE, text=True)
