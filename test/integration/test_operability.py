@@ -251,6 +251,30 @@ def test_every_finished_run_notifies_with_its_status(db, emulator, cluster):
         listener.close()
 
 
+def test_a_run_recorded_already_finished_notifies_but_not_restored_history(db, emulator, cluster):
+    make_people(db, 3)
+    make_sync(db, "ins")
+    listener = Listener(cluster, db)
+    try:
+        # As the scheduler records a run whose worker could not start (src/scheduler/pass.cpp) ...
+        unstarted = scalar(db, "INSERT INTO iterable_audience.sync_runs (sync_id, sync_name, trigger, status, "
+                               "finished_at, error) SELECT sync_id, sync_name, 'schedule', 'failed', clock_timestamp(), "
+                               "'the scheduler could not start the run: no worker slot' FROM iterable_audience.sync "
+                               "WHERE sync_name = 'ins' RETURNING run_id")
+        p, _ = check_payload(db, listener.take(1)[0])
+        assert (p["run_id"], p["status"], p["error"]) == \
+            (unstarted, "failed", "the scheduler could not start the run: no worker slot")
+        # ... but rows of an earlier time, as pg_restore loads them, send nothing.
+        sql(db, "INSERT INTO iterable_audience.sync_runs (sync_id, sync_name, trigger, status, started_at, "
+                "finished_at) SELECT sync_id, sync_name, 'manual', 'succeeded', now() - interval '1 day', "
+                "now() - interval '1 day' FROM iterable_audience.sync WHERE sync_name = 'ins'")
+        time.sleep(0.5)
+        listener.conn.poll()
+        assert listener.conn.notifies == []
+    finally:
+        listener.close()
+
+
 def test_an_interrupted_run_notifies(db, emulator, cluster):
     make_people(db, 40)
     make_sync(db, "cancelled")
