@@ -304,6 +304,14 @@ launcher_pass()
 		else
 			wake_at = Min(wake_at, k->retry_after);
 	}
+	{
+		uint32_t   *keep = (uint32_t *) palloc(Max(known_count, 1) * sizeof(uint32_t));
+
+		for (int i = 0; i < known_count; i++)
+			keep[i] = known[i].oid;
+		ia::scheduler::entry_free_others(keep, known_count);
+		pfree(keep);
+	}
 	return Max(1, (long) ((wake_at - now) / 1000));
 }
 

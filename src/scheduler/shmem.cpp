@@ -226,6 +226,22 @@ entry_view(int index)
 	return v;
 }
 
+void
+entry_free_others(const uint32_t *keep, int count)
+{
+	SpinLockAcquire(&shared->mutex);
+	for (DatabaseEntry &e : shared->entries) {
+		if (e.database_id == InvalidOid || e.pid != 0)
+			continue;
+		bool kept = false;
+		for (int i = 0; i < count && !kept; i++)
+			kept = keep[i] == e.database_id;
+		if (!kept)
+			clear_entry(e);
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
 ExitKind
 entry_take_exit(int index)
 {

@@ -49,6 +49,9 @@ struct EntryView {
 	uint32_t checked_generation = 0;  // with kNotInstalled: recheck_generation() before it looked
 };
 EntryView entry_view(int index);
+// Frees the entries without a scheduler process whose database is not among the `count` keep[]
+// (e.g. databases dropped while the launcher was restarting).
+void entry_free_others(const uint32_t *keep, int count);
 // Reads the entry's exit reason and resets it to kNone.
 ExitKind entry_take_exit(int index);
 

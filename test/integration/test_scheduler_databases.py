@@ -198,3 +198,21 @@ def test_no_free_worker_slot_is_logged_and_retried(emulator):
         second.close()
     finally:
         c.destroy()
+
+
+def test_killed_launcher_is_restarted_and_leaves_the_schedulers_alone(multi, alpha, beta, emulator):
+    pa, pb = served_pid(alpha), served_pid(beta)
+    launcher = scalar(alpha, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'iterable_audience launcher'")
+    assert scalar(alpha, "SELECT pg_terminate_backend(%s)", (launcher,))
+    wait_for(lambda: scalar(alpha, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'iterable_audience launcher' "
+                                   "AND pid <> %s", (launcher,)), what="the postmaster to start a new launcher")
+    # The new launcher serves a new database, and does not start a second scheduler where one runs.
+    epsilon = new_database(multi, emulator, "epsilon")
+    try:
+        served_pid(epsilon)
+        counts = query(alpha, "SELECT datname, count(*) AS n FROM pg_stat_activity "
+                              "WHERE backend_type = 'iterable_audience scheduler' GROUP BY datname")
+        assert all(r["n"] == 1 for r in counts), counts
+        assert (status(alpha)["pid"], status(beta)["pid"]) == (pa, pb)
+    finally:
+        epsilon.close()
