@@ -9,7 +9,11 @@ import math
 import random
 import time
 
-ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe", "unsubscribe")
+from emu_event_endpoints import ENDPOINTS as EVENT_ENDPOINTS
+from emu_event_endpoints import REALISTIC_RATE_LIMITS as EVENT_RATE_LIMITS
+
+ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe",
+             "unsubscribe") + EVENT_ENDPOINTS
 
 # Kinds answered instead of the real handler (state is not touched).
 RESPONSE_KINDS = ("error_500", "error_503", "status", "rate_limit", "drop", "malformed_json",
@@ -41,7 +45,7 @@ DEFAULT_UNEXPECTED_BODY = {"status": "ok", "result": {"accepted": True}}
 REALISTIC_RATE_LIMITS = [
     {"endpoint": "get_lists", "rate": 100, "burst": 100},
     {"endpoint": "get_users", "rate": 5 / 60.0, "burst": 5},
-]
+] + EVENT_RATE_LIMITS
 
 
 class FaultConfigError(ValueError):
