@@ -205,13 +205,15 @@ class App:
                     self.stats.record(request, endpoint, api_key, 0, fault, started, None)
                     return Response(0, mode=HANG)
                 await asyncio.sleep(rule.seconds)
-            elif fault != "trickle":
+            elif fault not in ("trickle", "drop_after_apply"):
                 response = self.fault_response(rule)
         notes = None
         if response is None:
             notes = {}
             response = self.dispatch(endpoint, arg, request, api_key, notes)
-            if fault == "trickle":
+            if fault == "drop_after_apply":     # applied, but the answer is lost
+                response = Response(0, mode=DROP)
+            elif fault == "trickle":
                 response.trickle_bytes = rule.chunk_bytes
                 response.trickle_interval = rule.interval_ms / 1000.0
         elif fault == "rate_limit":

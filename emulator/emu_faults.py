@@ -19,7 +19,7 @@ ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe"
 RESPONSE_KINDS = ("error_500", "error_503", "status", "rate_limit", "drop", "malformed_json",
                   "unexpected_shape", "huge_body")
 # Kinds after which the request is handled normally.
-DELIVERY_KINDS = ("hang", "trickle")
+DELIVERY_KINDS = ("hang", "trickle", "drop_after_apply")
 KINDS = ("latency",) + RESPONSE_KINDS + DELIVERY_KINDS + ("delete_list_after",)
 
 _COMMON_KEYS = {"kind", "endpoint", "api_key", "rate", "next", "skip"}
@@ -30,6 +30,7 @@ _KIND_KEYS = {
     "drop": {"partial"},
     "hang": {"seconds"},
     "trickle": {"chunk_bytes", "interval_ms"},
+    "drop_after_apply": set(),      # the request is applied, then the answer is lost
     "malformed_json": {"body"},
     "unexpected_shape": {"body"},
     "huge_body": {"size_bytes", "status"},

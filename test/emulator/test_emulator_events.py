@@ -5,6 +5,7 @@ users/registerBrowserToken, users/updateEmail), through HTTP only.
 Run: /usr/bin/python3 -m pytest -q test/emulator/test_emulator_events.py
 """
 
+import http.client
 import os
 import sys
 import time
@@ -316,6 +317,28 @@ def test_resend_of_the_same_ids_replaces(emu):
     bulk(emu, batch)
     assert len(events_of(emu)) == 5
     assert set(writes_of(emu)["events"].values()) == {2}
+
+
+def test_lost_answer_after_apply_then_resend_replaces(emu):
+    emu.set_faults({"rules": [{"kind": "drop_after_apply", "endpoint": "track_bulk", "next": 1}]})
+    batch = [event(id="la-1"), event(id="la-2")]
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        bulk(emu, batch)
+    assert writes_of(emu)["events"] == {"la-1": 1, "la-2": 1}     # applied, answer lost
+    status, body, _ = bulk(emu, batch)                              # the client's resend
+    assert status == 200 and bulk_ok(body, 2) == {}
+    assert len(events_of(emu)) == 2
+    assert writes_of(emu)["events"] == {"la-1": 2, "la-2": 2}
+    state = emu.admin("GET", "state")[1]
+    assert state["requests"]["by_endpoint"]["track_bulk"] == {"0": 1, "200": 1}
+
+
+def test_lost_answer_after_apply_on_list_subscribe(emu):
+    list_id = emu.create_list()
+    emu.set_faults({"rules": [{"kind": "drop_after_apply", "endpoint": "subscribe", "next": 1}]})
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        emu.subscribe(list_id, [{"email": "lost@example.com"}])
+    assert [m["email"] for m in emu.members(list_id)] == ["lost@example.com"]
 
 
 # ----- track --------------------------------------------------------------------------
