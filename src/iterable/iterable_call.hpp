@@ -10,7 +10,6 @@
 // (which quotes the body) is redacted too.
 #pragma once
 
-#include <utility>
 
 #include "definitions/account_store.hpp"
 #include "core/http_client.hpp"
@@ -37,16 +36,24 @@ bool call_succeeded(const HttpResult &result);
 // ("timed out after 5000 ms connecting to 127.0.0.1:9"), with the attempt count when retried.
 std::string describe_call_failure(const HttpResult &result);
 
-// Runs parse(body) on the body of a 2xx answer. A ResponseFormatError (its text quotes the body)
-// is thrown again with the account's key redacted from it.
+// Runs parse(body) on the body of a 2xx answer. A ResponseFormatError quotes the body, truncated:
+// it is thrown again as the error of parsing the body with the account's key redacted (redacted
+// before the truncation, so that no prefix of the key is left either).
 template <typename Parse>
 auto
 parse_answer(const Account &account, const std::string &body, Parse &&parse) -> decltype(parse(body))
 {
 	try {
-		return std::forward<Parse>(parse)(body);
-	} catch (const ResponseFormatError &e) {
-		throw ResponseFormatError(redact_secret(e.what(), account.api_key));
+		return parse(body);
+	} catch (const ResponseFormatError &) {
+		const std::string redacted = redact_secret(body, account.api_key);
+		try {
+			parse(redacted);
+		} catch (const ResponseFormatError &e) {
+			throw ResponseFormatError(redact_secret(e.what(), account.api_key));
+		}
+		// Only the key made it unreadable (a key as short as a number in it): say so, quote nothing.
+		throw ResponseFormatError("unexpected response from Iterable (it quotes the API key and is not shown)");
 	}
 }
 
