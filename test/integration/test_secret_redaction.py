@@ -60,12 +60,12 @@ def _unquote(text):
     return urllib.parse.unquote(text, errors="replace")
 
 
-def leaks(text):
+def leaks(text, key=KEY):
     """Whether text holds the key: as is, or after undoing one or two levels of percent- or
     JSON-escaping, in any letter case. Written here, independently of src/core/redaction.cpp."""
     if text is None:
         return False
-    key = KEY.lower()
+    key = key.lower()
     once = [text, _unquote(text), _json_unescape(text)]
     twice = [f(t) for t in once[1:] for f in (_unquote, _json_unescape)]
     return any(key in t.lower() for t in once + twice)
