@@ -18,7 +18,7 @@
 -- sync_runs.error. Every account's current key is replaced by the marker the code uses,
 -- "[redacted]", in any letter case, percent-encoded (also partly, also as %25XX) and JSON-escaped
 -- (\u00XX, \u0025XX, \" \\ \/): a pattern per key built here, one alternative per character, as
--- src/core/redaction.cpp matches it (its twice-JSON forms excepted). A key changed since with
+-- src/core/redaction.cpp matches it (of its twice-encoded forms, only %25XX and \u0025XX). A key changed since with
 -- alter_account() is no longer known and cannot be looked for. Keys are printable ASCII
 -- (create_account() refuses anything else). lz4-compressed arrays are transparent here.
 DO $scrub_keys$
