@@ -11,6 +11,7 @@
 #include "engine/memory_usage.hpp"
 #include "engine/run_launcher.hpp"
 #include "engine/run_preparation.hpp"
+#include "engine/run_progress.hpp"
 #include "iterable/shared_pacing.hpp"
 #include "settings.hpp"
 #include "engine/snapshot_tables.hpp"
@@ -503,6 +504,7 @@ Run::perform()
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
 	timed("settle", [&] { settle_earlier_runs(); });
+	record_phase(request_.run_id, "planning");
 	try {
 		timed("plan", [&] { plan(); });
 	} catch (const pg::PgError &e) {
@@ -513,6 +515,7 @@ Run::perform()
 		throw RunEnded{"failed", std::string(e.what()) + "; nothing was sent and no one was unsubscribed" +
 		                             (e.hint.empty() ? std::string() : ". " + e.hint)};
 	}
+	record_planned_records(request_.run_id, planned_subscribes_ + planned_unsubscribes_ + refused_);
 	check_removal_guard();
 	target_ = RunTarget{request_.run_id, sync_.sync_id, kPlanTable, sync_.retain_sync_logs, failures_possible_};
 	pg::in_transaction([&] {
@@ -522,14 +525,17 @@ Run::perform()
 	});
 	std::optional<RunEnded> ended;
 	if (planned_subscribes_ + planned_unsubscribes_ > 0) {
+		record_phase(request_.run_id, "preflight");
 		timed("preflight", [&] { preflight(); });
 		pg::in_transaction([&] { create_snapshot_shell(sync_.sync_id, sync_.name, request_.run_id, sync_.owner); });
+		record_phase(request_.run_id, "sending");
 		try {
 			timed("send", [&] { send(); });
 		} catch (const RunEnded &e) {
 			ended = e;  // Iterable refused the run during the send: what it acknowledged is recorded
 		}
 	}
+	record_phase(request_.run_id, "finishing");
 	timed("finish", [&] { finish(ended ? ended->status : run_status_for(failed_), ended ? ended->error : ""); });
 	if (!ended)
 		timed("retention", [&] { retention(); });
