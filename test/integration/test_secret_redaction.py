@@ -4,16 +4,17 @@ The emulator is scripted to answer each endpoint a sync uses with an error (and 
 is not in the documented shape) whose body quotes the account's key: bare, in another letter case,
 percent-encoded (wholly or partly) and JSON-escaped (\\u00XX, escaped slash, twice). Then no form of
 the key may be in sync_logs, sync_runs.error, the text of an ERROR or NOTICE the client sees, the
-answer of test_account(), or the server log at log_min_messages = debug1; and the marker
+answer of test_account(), the NOTIFY payloads of finished runs, or the server log at
+log_min_messages = debug1; and the marker
 "[redacted]" must be there, which proves that each quoted body did reach the place checked.
 
 Parametrized by kind of sync (KINDS): a kind says how to create a sync of it, which endpoints its
 runs call and how to change its source so that the next run calls every one of them. The user and
-event syncs of version 0.2 add one entry each. NOTIFY payloads are to be checked here too once runs
-send them (another issue)."""
+event syncs of version 0.2 add one entry each."""
 
 import json
 import re
+import time
 import urllib.parse
 
 import psycopg2
@@ -97,8 +98,10 @@ class ListSync:
     """The list mirror (version 0.1)."""
     check_endpoint = "get_lists"          # the run's preflight
     send_endpoints = ("unsubscribe", "subscribe")
+    # SQL functions of this kind that call Iterable outside a run, with the endpoint they call.
+    functions = (("SELECT * FROM iterable_audience.check_list(%s)", "get_users"),)
 
-    def create(self, admin, owner, sync):
+    def create(self, admin, owner, sync, account):
         with admin.cursor() as cur:
             cur.execute("CREATE TABLE %s_src (email text)" % sync)
             cur.execute("INSERT INTO %s_src SELECT '%s' || g || '@example.com' FROM generate_series(1, 3) g"
@@ -106,7 +109,7 @@ class ListSync:
             cur.execute("GRANT SELECT ON %s_src TO %s" % (sync, OWNER))
         with owner.cursor() as cur:
             cur.execute("SELECT iterable_audience.create_sync(%s, %s, %s, new_list_name => %s, email_column => 'email')",
-                        (sync, ACCOUNT, "public.%s_src" % sync, sync))
+                        (sync, account, "public.%s_src" % sync, sync))
 
     def change(self, admin, sync):
         """The next run unsubscribes one record and subscribes another."""
@@ -128,17 +131,22 @@ def debug_cluster(emulator):
     admin = c.connect()
     with admin.cursor() as cur:
         cur.execute("CREATE EXTENSION iterable_audience")
-        # The statement would log the literal at debug1: keep it out of the log (SECURITY.md).
-        cur.execute("SET log_min_messages = warning")
-        cur.execute("SET log_statement = 'none'")
-        cur.execute("SELECT iterable_audience.create_account(%s, %s, base_url => %s)", (ACCOUNT, KEY, emulator.url))
-        cur.execute("RESET log_min_messages")
         cur.execute("CREATE ROLE %s LOGIN" % OWNER)
         cur.execute("GRANT USAGE ON SCHEMA iterable_audience, iterable_audience_snapshots TO %s" % OWNER)
-        cur.execute("SELECT iterable_audience.grant_account_usage(%s, %s)", (ACCOUNT, OWNER))
     admin.close()
     yield c
     c.destroy()
+
+
+def _create_account(admin, name, url):
+    """An account with the key, one per test: getUsers (check_list) is paced per account."""
+    with admin.cursor() as cur:
+        # The statement would log the literal at debug1: keep it out of the log (SECURITY.md).
+        cur.execute("SET log_min_messages = warning")
+        cur.execute("SET log_statement = 'none'")
+        cur.execute("SELECT iterable_audience.create_account(%s, %s, base_url => %s)", (name, KEY, url))
+        cur.execute("RESET log_min_messages")
+        cur.execute("SELECT iterable_audience.grant_account_usage(%s, %s)", (name, OWNER))
 
 
 def _session(cluster, user):
@@ -164,9 +172,14 @@ def test_no_form_of_the_key_is_stored_raised_or_logged(debug_cluster, emulator, 
     sync = "rd_%s_%s" % (kind, form)
     admin = _session(debug_cluster, "postgres")
     owner = _session(debug_cluster, OWNER)
+    account = "%s_%s" % (ACCOUNT, form)
     seen = []  # every text the client was given: ERROR texts, test_account() answers
+    listener = debug_cluster.connect()
+    with listener.cursor() as cur:
+        cur.execute("LISTEN iterable_audience")
     emulator.clear_faults()
-    k.create(admin, owner, sync)
+    _create_account(admin, account, emulator.url)
+    k.create(admin, owner, sync, account)
     first = query(owner, "SELECT * FROM iterable_audience.run_sync(%s)", (sync,))[0]
     assert first["status"] == "succeeded", first
 
@@ -188,16 +201,18 @@ def test_no_form_of_the_key_is_stored_raised_or_logged(debug_cluster, emulator, 
     #    and so do the SQL functions calling that endpoint.
     status = CHECK_STATUSES[i % len(CHECK_STATUSES)]
     emulator.set_faults({"rules": [status_rule(k.check_endpoint, status, quoted),
-                                   status_rule("create_list", status, quoted)]})
+                                   status_rule("create_list", status, quoted)] +
+                                  [status_rule(ep, status, quoted) for _, ep in k.functions]})
     checked = query(owner, "SELECT * FROM iterable_audience.run_sync(%s)", (sync,))[0]
     assert checked["status"] == "failed" and MARKER in checked["error"], checked
-    answer = scalar(owner, "SELECT iterable_audience.test_account(%s)", (ACCOUNT,))
+    answer = scalar(owner, "SELECT iterable_audience.test_account(%s)", (account,))
     assert MARKER in answer, answer
     seen.append(answer)
-    for statement, args in (("SELECT * FROM iterable_audience.lists(%s)", (ACCOUNT,)),
-                            ("SELECT iterable_audience.create_list(%s, 'x')", (ACCOUNT,)),
+    for statement, args in [("SELECT * FROM iterable_audience.lists(%s)", (account,)),
+                            ("SELECT iterable_audience.create_list(%s, 'x')", (account,)),
                             ("SELECT iterable_audience.create_sync(%s, %s, 'public.' || %s, new_list_name => 'n', "
-                             "email_column => 'email')", (sync + "_b", ACCOUNT, sync + "_src"))):
+                             "email_column => 'email')", (sync + "_b", account, sync + "_src"))] + \
+            [(statement, (sync,)) for statement, _ in k.functions]:
         with pytest.raises(psycopg2.Error) as err:
             query(owner, statement, args)
         text = _error_text(err.value)
@@ -209,7 +224,7 @@ def test_no_form_of_the_key_is_stored_raised_or_logged(debug_cluster, emulator, 
     shaped = query(owner, "SELECT * FROM iterable_audience.run_sync(%s)", (sync,))[0]
     assert shaped["status"] == "failed" and MARKER in shaped["error"], shaped
     with pytest.raises(psycopg2.Error) as err:
-        query(owner, "SELECT * FROM iterable_audience.lists(%s)", (ACCOUNT,))
+        query(owner, "SELECT * FROM iterable_audience.lists(%s)", (account,))
     assert MARKER in _error_text(err.value)
     seen.append(_error_text(err.value))
     emulator.set_faults({"rules": [shape_rule(ep, quoted) for ep in k.send_endpoints]})
@@ -229,6 +244,15 @@ def test_no_form_of_the_key_is_stored_raised_or_logged(debug_cluster, emulator, 
     stored += [r["error"] for r in query(owner, "SELECT error FROM iterable_audience.sync_runs")]
     assert [t for t in stored if leaks(t)] == []
     assert [t for t in seen + owner.notices + admin.notices if leaks(t)] == []
+    for _ in range(100):  # delivered when the runs' workers committed; read them as they come
+        listener.poll()
+        if any(MARKER in n.payload for n in listener.notifies):
+            break
+        time.sleep(0.1)
+    payloads = [n.payload for n in listener.notifies]
+    assert any(MARKER in p for p in payloads), payloads  # the failed runs' errors were notified
+    assert [p for p in payloads if leaks(p)] == []
+    listener.close()
     log = debug_cluster.server_log()
     assert MARKER in log  # the ERRORs above were logged, with the quoted bodies
     assert [line for line in log.splitlines() if leaks(line)] == []
