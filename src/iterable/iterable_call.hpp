@@ -10,7 +10,6 @@
 // (which quotes the body) is redacted too.
 #pragma once
 
-
 #include "definitions/account_store.hpp"
 #include "core/http_client.hpp"
 #include "core/iterable_json.hpp"
