@@ -235,7 +235,7 @@ Run::preflight()
 	}
 	std::vector<ListInfo> lists;
 	try {
-		lists = parse_lists_response(result.body);
+		lists = parse_answer(account_, result.body, [](const std::string &b) { return parse_lists_response(b); });
 	} catch (const ResponseFormatError &e) {
 		throw RunEnded{"failed", std::string("Iterable's answer to GET /api/lists is not in the documented shape (") +
 		                             e.what() + "); nothing was sent"};
@@ -310,8 +310,10 @@ Run::judge(const Batch &batch, const HttpResult &result, bool uncertain_attempt,
 	};
 	if (call_succeeded(result)) {
 		try {
-			BulkResponse response = parse_bulk_response(
-			    result.body, batch.subscribers, batch.unsubscribe ? BulkAction::Unsubscribe : BulkAction::Subscribe);
+			BulkResponse response = parse_answer(account_, result.body, [&](const std::string &b) {
+				return parse_bulk_response(b, batch.subscribers,
+				                           batch.unsubscribe ? BulkAction::Unsubscribe : BulkAction::Subscribe);
+			});
 			for (size_t i = 0; i < response.rows.size(); i++) {
 				const RowOutcome &row = response.rows[i];
 				if (!row.succeeded)
