@@ -18,6 +18,56 @@
 ------------------------------------------------------------------------------------------------
 -- Backups: user state marked for pg_dump (issue 17)
 ------------------------------------------------------------------------------------------------
+-- pg_dump leaves out the rows of an extension's tables unless they are marked here (README,
+-- "Backups"). The install scripts insert no rows, so every row is user state: no filter. The
+-- identity sequences come along too, so ids go on from where they were after a restore.
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_batch', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.record_failure', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.snapshot', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_sync_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_runs_run_id_seq', '');
+
+-- Snapshot tables (iterable_audience_snapshots.*) are made at run time. pg_dump never dumps the
+-- definition of an extension member (CREATE EXTENSION is expected to make it), so they are not
+-- members: they are tied to the extension by an auto-extension dependency instead (DROP EXTENSION
+-- drops them; src/engine/snapshot_tables.hpp), and pg_dump dumps them like any table. The tie is not
+-- in a dump: restoring the rows of iterable_audience.snapshot, after the tables (pre-data), ties
+-- them again.
+CREATE FUNCTION iterable_audience._snapshot_registered() RETURNS trigger
+AS 'MODULE_PATHNAME', 'ia_snapshot_registered' LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION iterable_audience._snapshot_registered() FROM PUBLIC;
+CREATE TRIGGER snapshot_table_tied AFTER INSERT ON iterable_audience.snapshot
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._snapshot_registered();
+
+CREATE FUNCTION iterable_audience._tie_snapshot_tables() RETURNS integer
+AS 'MODULE_PATHNAME', 'ia_tie_snapshot_tables' LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION iterable_audience._tie_snapshot_tables() FROM PUBLIC;
+
+-- An installation made from 0.1.0 has its snapshot tables as members: release and tie them.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT c.oid::regclass
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'
+                AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'iterable_audience')
+                AND n.nspname = 'iterable_audience_snapshots'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER EXTENSION iterable_audience DROP TABLE %s', t);
+    END LOOP;
+END
+$$;
+SELECT iterable_audience._tie_snapshot_tables();
 
 
 
