@@ -12,6 +12,7 @@ import os
 import subprocess
 
 import psycopg2
+import psycopg2.errors
 import pytest
 
 import invariants
@@ -434,5 +435,45 @@ def test_every_table_and_sequence_of_the_extension_is_marked_for_pg_dump(bc, emu
                 continue
             inserted = scalar(conn, "SELECT count(*) FROM %s" % r["t"])
             assert inserted == 0 or r["c"], "%s has %d rows from the install script and no filter" % (r["t"], inserted)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# snapshot tables that lost their tie (pg_upgrade)
+# --------------------------------------------------------------------------------------------------
+
+def untie(conn):
+    """Removes the snapshot tables' dependency on the extension, as a pg_upgrade leaves them."""
+    sql(conn, "DELETE FROM pg_depend WHERE classid = 'pg_class'::regclass AND refclassid = 'pg_extension'::regclass "
+              "AND objid IN (SELECT oid FROM pg_class WHERE relnamespace = 'iterable_audience_snapshots'::regnamespace)")
+
+
+def test_untied_snapshot_tables_are_tied_again(bc, emulator):
+    """pg_upgrade's dump cannot carry the tie: DROP EXTENSION then refuses (the tables depend on its
+    schema), until the sync's next run, or _tie_snapshot_tables(), ties them again."""
+    kind = ListSyncKind()
+    prefix = "bk6%d" % os.getpid()
+    conn = fresh_source(bc, emulator, "bk_tie")
+    try:
+        kind.create(conn, prefix, rows=20)
+        assert run_sync(conn, kind.sync)["status"] == "succeeded"
+        kind.churn(conn, prefix, leave=2, join=2, step=1)
+        assert run_sync(conn, kind.sync)["status"] == "succeeded"
+        tables = set(snapshot_tables(conn))
+        assert len(tables) == 2
+        untie(conn)
+        assert snapshot_tables(conn) == {t: None for t in tables}
+        with pytest.raises(psycopg2.errors.DependentObjectsStillExist):
+            sql(conn, "DROP EXTENSION iterable_audience")
+        assert scalar(conn, "SELECT iterable_audience._tie_snapshot_tables()") == 2
+        assert snapshot_tables(conn) == {t: "x" for t in tables}
+        assert scalar(conn, "SELECT iterable_audience._tie_snapshot_tables()") == 0
+        untie(conn)
+        run = run_sync(conn, kind.sync)  # nothing to send: the run ties them anyway
+        assert run["status"] == "succeeded" and run["api_requests"] == 0
+        assert snapshot_tables(conn) == {t: "x" for t in tables}
+        sql(conn, "DROP EXTENSION iterable_audience")
+        assert leftovers(conn) == 0
     finally:
         conn.close()
