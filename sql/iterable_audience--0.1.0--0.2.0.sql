@@ -33,6 +33,48 @@ SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_account_id
 SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_sync_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_runs_run_id_seq', '');
 
+-- Owners and usage grantees are kept by role OID, which another cluster does not share. Each row
+-- also keeps the role as a regrole: COPY writes a regrole as the role's name and reads it back as the
+-- OID of the role of that name where it is restored (an error if there is none). When a row arrives
+-- with the two disagreeing, it is a restore into another cluster: the name wins. The extension's own
+-- inserts and updates leave the regrole to the trigger. (A regrole tracks renames: it is an OID.)
+ALTER TABLE iterable_audience.account ADD COLUMN owner_role regrole;
+ALTER TABLE iterable_audience.sync ADD COLUMN owner_role regrole;
+ALTER TABLE iterable_audience.account_usage ADD COLUMN grantee_role regrole;
+UPDATE iterable_audience.account SET owner_role = owner::regrole;
+UPDATE iterable_audience.sync SET owner_role = owner::regrole;
+UPDATE iterable_audience.account_usage SET grantee_role = grantee::regrole;
+
+CREATE FUNCTION iterable_audience._owner_by_name() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NEW.owner_role IS NOT NULL AND NEW.owner_role::oid <> NEW.owner THEN
+        NEW.owner := NEW.owner_role::oid;
+    ELSE
+        NEW.owner_role := NEW.owner::regrole;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION iterable_audience._grantee_by_name() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NEW.grantee_role IS NOT NULL AND NEW.grantee_role::oid <> NEW.grantee THEN
+        NEW.grantee := NEW.grantee_role::oid;
+    ELSE
+        NEW.grantee_role := NEW.grantee::regrole;
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION iterable_audience._owner_by_name(), iterable_audience._grantee_by_name() FROM PUBLIC;
+CREATE TRIGGER owner_by_name BEFORE INSERT OR UPDATE OF owner, owner_role ON iterable_audience.account
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._owner_by_name();
+CREATE TRIGGER owner_by_name BEFORE INSERT OR UPDATE OF owner, owner_role ON iterable_audience.sync
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._owner_by_name();
+CREATE TRIGGER grantee_by_name BEFORE INSERT OR UPDATE OF grantee, grantee_role ON iterable_audience.account_usage
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._grantee_by_name();
+
 -- Snapshot tables (iterable_audience_snapshots.*) are made at run time. pg_dump never dumps the
 -- definition of an extension member (CREATE EXTENSION is expected to make it), so they are not
 -- members: they are tied to the extension by an auto-extension dependency instead (DROP EXTENSION

@@ -477,3 +477,46 @@ def test_untied_snapshot_tables_are_tied_again(bc, emulator):
         assert leftovers(conn) == 0
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# another cluster, where the roles have other OIDs
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", SYNC_KINDS, ids=lambda k: k.name)
+def test_restore_into_another_cluster_finds_the_owners_by_name(bc, emulator, kind):
+    prefix = "bk7%s%d" % (kind.name, os.getpid())
+    src = fresh_source(bc, emulator, "bk_src7")
+    other = Cluster(extra_conf={"iterable_audience.retry_base_delay_ms": "10"})
+    dst = None
+    try:
+        kind.create(src, prefix, rows=30)
+        assert run_sync(src, kind.sync)["status"] == "succeeded"
+        admin = other.connect()
+        sql(admin, "CREATE ROLE bk_filler1; CREATE ROLE bk_filler2; CREATE ROLE %s LOGIN" % OWNER)
+        sql(admin, "CREATE DATABASE bk_dst7")
+        admin.close()
+        old_oid = scalar(src, "SELECT %s::regrole::oid", (OWNER,))
+        dst = restore(other, dump(bc, "bk_src7"), "bk_dst7", create=False)
+        new_oid = scalar(dst, "SELECT %s::regrole::oid", (OWNER,))
+        assert new_oid != old_oid
+        # The sync's owner and the account's grantee are the role of that name here.
+        assert scalar(dst, "SELECT owner FROM iterable_audience.sync WHERE sync_name = %s", (kind.sync,)) == new_oid
+        assert scalar(dst, "SELECT grantee FROM iterable_audience.account_usage") == new_oid
+        before, after = state(src), state(dst)
+        for part in ("accounts", "grants", "syncs", "runs", "logs", "snapshots"):
+            assert after[part] == before[part], part
+        owner = connect(other, "bk_dst7")
+        sql(owner, "SET ROLE %s" % OWNER)
+        assert query(owner, "SELECT sync_name FROM iterable_audience.syncs") == [{"sync_name": kind.sync}]
+        seq = last_request_seq(emulator)
+        again = run_sync(owner, kind.sync)
+        owner.close()
+        assert again["status"] == "succeeded", again
+        assert (again["planned_subscribes"], again["planned_unsubscribes"], again["api_requests"]) == (0, 0, 0)
+        assert requests_since(emulator, seq) == []
+    finally:
+        if dst is not None:
+            dst.close()
+        src.close()
+        other.destroy()
