@@ -492,12 +492,18 @@ def test_restore_into_another_cluster_finds_the_owners_by_name(bc, emulator, kin
     try:
         kind.create(src, prefix, rows=30)
         assert run_sync(src, kind.sync)["status"] == "succeeded"
+        path = dump(bc, "bk_src7")
         admin = other.connect()
-        sql(admin, "CREATE ROLE bk_filler1; CREATE ROLE bk_filler2; CREATE ROLE %s LOGIN" % OWNER)
+        sql(admin, "CREATE ROLE bk_filler1; CREATE ROLE bk_filler2")
+        # Without the owner's role the restore fails, rather than give the sync to whoever has its OID.
+        sql(admin, "CREATE DATABASE bk_noroles")
+        failed = pg_tool(other, "pg_restore", "--exit-on-error", "-d", "bk_noroles", path)
+        assert failed.returncode != 0 and 'role "%s" does not exist' % OWNER in failed.stderr, failed.stderr
+        sql(admin, "CREATE ROLE %s LOGIN" % OWNER)
         sql(admin, "CREATE DATABASE bk_dst7")
         admin.close()
         old_oid = scalar(src, "SELECT %s::regrole::oid", (OWNER,))
-        dst = restore(other, dump(bc, "bk_src7"), "bk_dst7", create=False)
+        dst = restore(other, path, "bk_dst7", create=False)
         new_oid = scalar(dst, "SELECT %s::regrole::oid", (OWNER,))
         assert new_oid != old_oid
         # The sync's owner and the account's grantee are the role of that name here.
