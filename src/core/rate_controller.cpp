@@ -12,7 +12,8 @@ constexpr int kBuckets = RateState::kBuckets;
 constexpr double kMaxRate = 1e6;       // "unpaced" in practice; keeps the arithmetic finite
 constexpr double kMaxGrowthStep = 0.5;  // seconds of growth one answer may apply (after a pause)
 constexpr int64_t kMinCounted = 5;    // 200s an estimate counts at least (unless over a whole window)
-constexpr double kInstant = 0.01;       // answers this close to the first one of a stream came at once
+constexpr double kInstant = 0.01;
+constexpr double kOpening = 0.02;       // answers this close to the first one answer the opening burst       // answers this close to the first one of a stream came at once
 
 int64_t
 bucket_of(double t) noexcept
@@ -227,9 +228,11 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 	if (now - s.last_decrease < tuning.hold_s)
 		return;  // one burst of 429s is one signal
 	const double latency = std::max(0.0, s.first_answer - s.stream_start);
-	if (measured < 0 && s.estimate <= 0 && s.last_burst_send >= now - latency - kInstant) {
-		// Nothing known, and the request could be one let go at once with another: a burst limit,
-		// not a rate limit. From now on requests are spaced evenly, at the same rate.
+	const bool opened_with_burst = s.last_burst_send >= s.stream_start && s.last_burst_send - s.stream_start <= kInstant;
+	if (measured < 0 && s.estimate <= 0 && opened_with_burst && now - s.first_answer <= kOpening) {
+		// Nothing known, and the 429 answers a request of the stream's opening burst (it came with the
+		// first answers): a burst limit, not a rate limit. From now on requests are spaced evenly, at
+		// the same rate.
 		s.burst = 1;
 		s.learned = true;
 		s.tat = std::max(s.tat, now + 1.0 / s.rate);
