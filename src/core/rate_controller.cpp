@@ -128,6 +128,7 @@ on_sent(RateState &s, const RateTuning &tuning, double now) noexcept
 {
 	if (s.stream_start < 0 || now - s.last_send > tuning.idle_restart_s) {
 		s.stream_start = now;
+		s.last_increase = std::max(s.last_increase, now);  // growth counts from the stream's start
 	}
 	if (now - s.last_send < 0.5 / s.rate)
 		s.last_burst_send = now;

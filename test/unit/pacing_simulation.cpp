@@ -76,9 +76,12 @@ simulate(std::vector<Run> runs, Bucket bucket, const ia::RateState &initial, con
 	Outcome out;
 	double next_sample = 0;
 	int64_t step = 0;
-	for (double now = 0; now < options.seconds; step++, now = static_cast<double>(step) * 0.001) {
-		if (options.sample_every_s > 0 && now >= next_sample) {
-			out.rate_samples.emplace_back(now, states[0].rate);
+	// A monotonic clock does not start at 0 (a state that assumed it would, would show it here).
+	const double origin = 1000;
+	for (double t = 0; t < options.seconds; step++, t = static_cast<double>(step) * 0.001) {
+		const double now = origin + t;
+		if (options.sample_every_s > 0 && t >= next_sample) {
+			out.rate_samples.emplace_back(t, states[0].rate);
 			next_sample += options.sample_every_s;
 		}
 		bool busy = false;
@@ -120,7 +123,7 @@ simulate(std::vector<Run> runs, Bucket bucket, const ia::RateState &initial, con
 				}
 				b++;
 			}
-			if (now >= s.run.start) {
+			if (t >= s.run.start) {
 				while (s.left > 0 && static_cast<int>(s.batches.size()) < s.run.max_in_flight &&
 				       ia::rate_rules::try_send(state, tuning, now)) {
 					Batch batch;

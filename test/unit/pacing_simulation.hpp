@@ -16,10 +16,11 @@ namespace sim {
 struct Bucket {
 	double rate = 20;
 	double burst = 2;
-	double change_at = 1e18;  // from this time on, the rate is changed_rate
+	double change_at = 1e18;  // from this time on (seconds into the run), the rate is changed_rate
 	double changed_rate = 20;
 	double level = 0;
 	double last = 0;
+	double origin = 1000;     // the simulation's clock starts here (pacing_simulation.cpp)
 
 	double rate_at(double now) const { return now >= change_at ? changed_rate : rate; }
 	bool admit(double now)
