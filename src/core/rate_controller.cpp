@@ -12,6 +12,9 @@ constexpr int kBuckets = RateState::kBuckets;
 constexpr double kMaxRate = 1e6;       // "unpaced" in practice; keeps the arithmetic finite
 constexpr double kMaxGrowthStep = 0.5;  // seconds of growth one answer may apply (after a pause)
 constexpr int64_t kMinCounted = 5;    // 200s an estimate counts at least (unless over a whole window)
+constexpr double kUnmeasuredBackoff = 0.9;
+constexpr double kClockSlack = 1e-9;
+constexpr double kMinPause = 0.25;      // seconds without a send that end a stream, at least
 constexpr double kInstant = 0.01;
 constexpr double kOpening = 0.02;       // answers this close to the first one answer the opening burst       // answers this close to the first one of a stream came at once
 
@@ -114,21 +117,30 @@ start(const RateTuning &tuning, const RateStart &known) noexcept
 bool
 may_send(const RateState &s, double now) noexcept
 {
-	return now >= s.tat - (s.burst - 1) / s.rate;
+	return wait_seconds(s, now) <= 0;
 }
 
 double
 wait_seconds(const RateState &s, double now) noexcept
 {
-	return std::max(0.0, s.tat - (s.burst - 1) / s.rate - now);
+	double wait = s.tat - (s.burst - 1) / s.rate - now;
+	return wait > kClockSlack ? wait : 0.0;  // (rounding of the arithmetic is not a wait)
 }
 
 void
 on_sent(RateState &s, const RateTuning &tuning, double now) noexcept
 {
-	if (s.stream_start < 0 || now - s.last_send > tuning.idle_restart_s) {
+	// A pause long enough for the server's bucket to drain a few requests ends the stream: what the
+	// 200s measure across it would not be the bucket's rate.
+	const double pause = std::clamp(3.0 / s.rate, kMinPause, tuning.idle_restart_s);
+	if (s.stream_start < 0 || now - s.last_send > pause) {
 		s.stream_start = now;
 		s.last_increase = std::max(s.last_increase, now);  // growth counts from the stream's start
+		// A new stream opens with a burst into a bucket that may be full: not above the estimate.
+		if (s.estimate > 0 && s.rate > s.estimate * tuning.backoff) {
+			s.rate = capped(s, s.estimate * tuning.backoff);
+			s.tat = std::max(s.tat, now);
+		}
 	}
 	if (now - s.last_send < 0.5 / s.rate)
 		s.last_burst_send = now;
@@ -229,8 +241,9 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 	if (now - s.last_decrease < tuning.hold_s)
 		return;  // one burst of 429s is one signal
 	const double latency = std::max(0.0, s.first_answer - s.stream_start);
-	const bool opened_with_burst = s.last_burst_send >= s.stream_start && s.last_burst_send - s.stream_start <= kInstant;
-	if (measured < 0 && s.estimate <= 0 && opened_with_burst && now - s.first_answer <= kOpening) {
+	const double tolerance = (s.burst - 1) / s.rate;
+	const bool opened_with_burst = s.last_burst_send >= s.stream_start && s.last_burst_send - s.stream_start <= tolerance + kInstant;
+	if (measured < 0 && s.estimate <= 0 && opened_with_burst && now - s.first_answer <= tolerance + kOpening) {
 		// Nothing known, and the 429 answers a request of the stream's opening burst (it came with the
 		// first answers): a burst limit, not a rate limit. From now on requests are spaced evenly, at
 		// the same rate.
@@ -252,7 +265,7 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 			rate = std::min(rate, rate_over(s.accepted, std::min(answered_for, tuning.min_estimate_s), now));
 		rate *= tuning.backoff;
 	} else {
-		rate = s.rate * 0.5;
+		rate = s.rate * kUnmeasuredBackoff;  // nothing measured yet: a small step, the next 429s measure
 	}
 	s.rate = capped(s, std::max(tuning.min_rate, rate));
 	s.slow_start = false;

@@ -10,6 +10,8 @@ namespace {
 struct Batch {
 	int attempts = 0;
 	double answer_at = -1;  // in flight: when its answer arrives
+	double arrive_at = -1;  // in flight: when it reaches the bucket (judged then)
+	bool judged = true;
 	bool admitted = false;  // the bucket's verdict on the attempt in flight
 	double retry_at = -1;   // waiting for a retry
 };
@@ -73,16 +75,34 @@ simulate(std::vector<Run> runs, Bucket bucket, const ia::RateState &initial, con
 		senders.push_back(s);
 	}
 	std::vector<ia::RateState> states(options.shared ? 1 : senders.size(), initial);
+	std::uniform_real_distribution<double> jitter(0, std::max(0.0, std::min(options.jitter_s, options.latency_s)));
+	auto send = [&](Batch &batch, double now) {
+		batch.arrive_at = now + jitter(rng);
+		batch.judged = false;
+		batch.answer_at = now + options.latency_s;
+	};
 	Outcome out;
 	double next_sample = 0;
 	int64_t step = 0;
 	// A monotonic clock does not start at 0 (a state that assumed it would, would show it here).
-	const double origin = 1000;
+	const double origin = options.origin;
+	bucket.origin = origin;
 	for (double t = 0; t < options.seconds; step++, t = static_cast<double>(step) * 0.001) {
 		const double now = origin + t;
 		if (options.sample_every_s > 0 && t >= next_sample) {
 			out.rate_samples.emplace_back(t, states[0].rate);
 			next_sample += options.sample_every_s;
+		}
+		// Requests reach the bucket in the order they arrive (network jitter may reorder them).
+		std::vector<Batch *> arriving;
+		for (Sender &s : senders)
+			for (Batch &b : s.batches)
+				if (!b.judged && b.arrive_at <= now)
+					arriving.push_back(&b);
+		std::sort(arriving.begin(), arriving.end(), [](const Batch *a, const Batch *b) { return a->arrive_at < b->arrive_at; });
+		for (Batch *b : arriving) {
+			b->admitted = bucket.admit(b->arrive_at);
+			b->judged = true;
 		}
 		bool busy = false;
 		for (size_t k = 0; k < senders.size(); k++) {
@@ -118,8 +138,7 @@ simulate(std::vector<Run> runs, Bucket bucket, const ia::RateState &initial, con
 				    (!options.paced_retries || ia::rate_rules::try_send(state, tuning, now))) {  // the client's retry
 					batch.retry_at = -1;
 					batch.attempts++;
-					batch.admitted = bucket.admit(now);
-					batch.answer_at = now + options.latency_s;
+					send(batch, now);
 				}
 				b++;
 			}
@@ -128,8 +147,7 @@ simulate(std::vector<Run> runs, Bucket bucket, const ia::RateState &initial, con
 				       ia::rate_rules::try_send(state, tuning, now)) {
 					Batch batch;
 					batch.attempts = 1;
-					batch.admitted = bucket.admit(now);
-					batch.answer_at = now + options.latency_s;
+					send(batch, now);
 					s.batches.push_back(batch);
 					s.left--;
 					if (s.run.first_send < 0)

@@ -49,6 +49,7 @@ struct Run {
 
 struct Options {
 	double latency_s = 0.1;
+	double jitter_s = 0.005;   // a request reaches the bucket up to this long after it is sent (uniform)
 	double seconds = 600;      // stop after this long at most
 	bool shared = true;        // the runs drive one state (a shared slot); else one state each
 	int max_attempts = 5;
@@ -56,6 +57,7 @@ struct Options {
 	double max_delay_s = 30;
 	uint64_t seed = 1;
 	bool paced_retries = false; // a 429's retry waits for the pacing (HttpClient::set_retry_gate), no backoff
+	double origin = 1000;      // the clock at the simulation's start (later, to go on with a state)
 	double sample_every_s = 0; // > 0: record (time, rate) of the first state this often
 };
 
