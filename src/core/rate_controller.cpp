@@ -135,6 +135,8 @@ on_sent(RateState &s, const RateTuning &tuning, double now) noexcept
 	const double pause = std::clamp(3.0 / s.rate, kMinPause, tuning.idle_restart_s);
 	if (s.stream_start < 0 || now - s.last_send > pause) {
 		s.stream_start = now;
+		s.opening_sends = 0;
+		s.stream_responses = 0;
 		s.last_increase = std::max(s.last_increase, now);  // growth counts from the stream's start
 		// A new stream opens with a burst into a bucket that may be full: not above the estimate.
 		if (s.estimate > 0 && s.rate > s.estimate * tuning.backoff) {
@@ -142,9 +144,9 @@ on_sent(RateState &s, const RateTuning &tuning, double now) noexcept
 			s.tat = std::max(s.tat, now);
 		}
 	}
-	if (now - s.last_send < 0.5 / s.rate)
-		s.last_burst_send = now;
 	s.last_send = now;
+	if (now - s.stream_start <= (s.burst - 1) / s.rate + kInstant && s.opening_sends < INT32_MAX)
+		s.opening_sends++;
 	s.tat = std::max(s.tat, now) + 1.0 / s.rate;
 	count(s.sent, now);
 }
@@ -206,6 +208,8 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 {
 	if (s.first_answer < s.stream_start)
 		s.first_answer = now;
+	if (s.stream_responses < INT32_MAX)
+		s.stream_responses++;
 	if (!rate_limited) {
 		count(s.accepted, now);
 		s.accepted_total++;
@@ -241,12 +245,10 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 	if (now - s.last_decrease < tuning.hold_s)
 		return;  // one burst of 429s is one signal
 	const double latency = std::max(0.0, s.first_answer - s.stream_start);
-	const double tolerance = (s.burst - 1) / s.rate;
-	const bool opened_with_burst = s.last_burst_send >= s.stream_start && s.last_burst_send - s.stream_start <= tolerance + kInstant;
-	if (measured < 0 && s.estimate <= 0 && opened_with_burst && now - s.first_answer <= tolerance + kOpening) {
-		// Nothing known, and the 429 answers a request of the stream's opening burst (it came with the
-		// first answers): a burst limit, not a rate limit. From now on requests are spaced evenly, at
-		// the same rate.
+	if (measured < 0 && s.estimate <= 0 && s.opening_sends >= 2 && s.stream_responses <= s.opening_sends) {
+		// Nothing known, and the 429 answers a request of the stream's opening burst (one of its first
+		// answers): a burst limit, not a rate limit. From now on requests are spaced evenly, at the
+		// same rate.
 		s.burst = 1;
 		s.learned = true;
 		s.tat = std::max(s.tat, now + 1.0 / s.rate);

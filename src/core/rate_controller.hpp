@@ -72,7 +72,8 @@ struct RateState {
 	double stream_start = -1;     // its first send; -1 = none yet
 	double first_answer = -1;     // its first answer (a stream's first answer comes a latency after its start)
 	double last_send = -1e9;
-	double last_burst_send = -1e9;   // a request sent at once with the one before it
+	int32_t opening_sends = 0;    // requests of its opening burst (sent within the burst tolerance of its start)
+	int32_t stream_responses = 0; // answers in it (the first ones answer the opening: answers come in order)
 	// 429s of the stream: each says the bucket was full when that request reached it, so the 200s
 	// between two of them, per second, are the bucket's drain rate.
 	double anchor_at = -1;        // a 429 of the stream the estimate counts from; < stream_start: none
