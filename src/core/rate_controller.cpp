@@ -13,6 +13,7 @@ constexpr double kMaxRate = 1e6;       // "unpaced" in practice; keeps the arith
 constexpr double kMaxGrowthStep = 0.5;  // seconds of growth one answer may apply (after a pause)
 constexpr int64_t kMinCounted = 5;    // 200s an estimate counts at least (unless over a whole window)
 constexpr double kUnmeasuredBackoff = 0.9;
+constexpr double kRememberedShare = 0.99;  // a remembered rate is measured from 200s: rather low than high already
 constexpr double kClockSlack = 1e-9;
 constexpr double kMinPause = 0.25;      // seconds without a send that end a stream, at least
 constexpr double kInstant = 0.01;
@@ -99,9 +100,9 @@ start(const RateTuning &tuning, const RateStart &known) noexcept
 	s.ceiling = known.ceiling > 0 && std::isfinite(known.ceiling) ? known.ceiling : 0;
 	s.burst = known.burst >= 1 && std::isfinite(known.burst) ? known.burst : std::max(1.0, tuning.start_burst);
 	if (known.remembered > 0 && std::isfinite(known.remembered)) {
-		// Just below what was measured: a bucket paced at exactly its rate has no room for jitter.
+		// Just below what was measured (kRememberedShare): a bucket paced at exactly its rate has no room for jitter.
 		s.estimate = capped(s, known.remembered);
-		s.rate = capped(s, known.remembered * tuning.backoff);
+		s.rate = capped(s, known.remembered * kRememberedShare);
 		s.slow_start = false;
 	} else if (s.ceiling > 0) {
 		s.rate = s.ceiling;
@@ -139,8 +140,8 @@ on_sent(RateState &s, const RateTuning &tuning, double now) noexcept
 		s.stream_responses = 0;
 		s.last_increase = std::max(s.last_increase, now);  // growth counts from the stream's start
 		// A new stream opens with a burst into a bucket that may be full: not above the estimate.
-		if (s.estimate > 0 && s.rate > s.estimate * tuning.backoff) {
-			s.rate = capped(s, s.estimate * tuning.backoff);
+		if (s.estimate > 0 && s.rate > s.estimate * kRememberedShare) {
+			s.rate = capped(s, s.estimate * kRememberedShare);
 			s.tat = std::max(s.tat, now);
 		}
 	}
@@ -258,14 +259,15 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 	if (s.estimate > 0) {
 		rate = std::min(s.rate, s.estimate) * tuning.backoff;  // back to the measured rate, not far below
 	} else if (s.slow_start) {
-		// The request was sent a latency ago, when the rate was this much lower: it was too high then.
-		// And the bucket let through no more than the recent 200s (a rough figure, burst included,
-		// until the next 429s measure it).
-		rate = s.rate / std::exp2(std::min(latency, 4 * tuning.doubling_s) / tuning.doubling_s);
+		// The request was sent a latency ago, when the rate was this much lower: too high then. Half of
+		// that (one doubling before) was not too high yet, nor are the 200s that came lately: the
+		// larger of these two floors, until the next 429s measure the rate.
+		const double sent_at = s.rate / std::exp2(std::min(latency, 4 * tuning.doubling_s) / tuning.doubling_s);
+		rate = sent_at / 2;
 		const double answered_for = now - s.first_answer;
 		if (answered_for >= RateState::kBucketSeconds)
-			rate = std::min(rate, rate_over(s.accepted, std::min(answered_for, tuning.min_estimate_s), now));
-		rate *= tuning.backoff;
+			rate = std::max(rate, rate_over(s.accepted, std::min(answered_for, tuning.min_estimate_s), now));
+		rate = std::min(rate, sent_at) * tuning.backoff;
 	} else {
 		rate = s.rate * kUnmeasuredBackoff;  // nothing measured yet: a small step, the next 429s measure
 	}

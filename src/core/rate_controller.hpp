@@ -31,7 +31,7 @@ namespace ia {
 struct RateTuning {
 	double start_rate = 20;        // requests/s of a fresh state with nothing known
 	double doubling_s = 0.2;       // slow start: the rate doubles this often while it limits sending
-	double start_burst = 1.8;      // requests a fresh state lets go at once (1.8: the second a fifth of an interval after the first, so the one after them has room for jitter)
+	double start_burst = 1.5;      // requests a fresh state lets go at once (1.5: the second half an interval after the first, so the one after them has room for jitter)
 	double backoff = 0.97;         // on a 429 judged a rate: this share of the accepted rate
 	double min_estimate_s = 0.3;   // a stream shorter than this cannot tell a rate from a burst
 	double recover_per_s = 1.0;    // below the estimate: + this share of it per second
@@ -62,7 +62,7 @@ struct RateState {
 	};
 
 	double rate = 10;             // requests/s allowed
-	double burst = 1.8;           // requests allowed at once (GCRA tolerance (burst - 1) / rate)
+	double burst = 1.5;           // requests allowed at once (GCRA tolerance (burst - 1) / rate)
 	double ceiling = 0;           // never above this; 0 = none
 	double tat = 0;               // GCRA theoretical arrival time of the next request
 	double estimate = 0;          // drain rate of the server's bucket as measured; 0 = unknown
