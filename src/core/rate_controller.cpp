@@ -13,6 +13,7 @@ constexpr double kMaxRate = 1e6;       // "unpaced" in practice; keeps the arith
 constexpr double kMaxGrowthStep = 0.5;  // seconds of growth one answer may apply (after a pause)
 constexpr int64_t kMinCounted = 5;    // 200s an estimate counts at least (unless over a whole window)
 constexpr double kUnmeasuredBackoff = 0.9;
+constexpr double kUnmeasuredProbe = 0.1;  // per second
 constexpr double kRememberedShare = 0.99;  // a remembered rate is measured from 200s: rather low than high already
 constexpr double kClockSlack = 1e-9;
 constexpr double kMinPause = 0.25;      // seconds without a send that end a stream, at least
@@ -223,6 +224,9 @@ on_response(RateState &s, const RateTuning &tuning, double now, bool rate_limite
 			return;
 		if (s.slow_start) {
 			s.rate = capped(s, s.rate * std::exp2(dt / tuning.doubling_s));
+		} else if (!(s.estimate > 0)) {
+			// A 429 came but nothing was measured yet: probe quickly, so that the next 429s measure.
+			s.rate = capped(s, s.rate * (1 + kUnmeasuredProbe * dt));
 		} else if (s.rate < s.estimate) {
 			s.rate = capped(s, std::min(s.estimate, s.rate + tuning.recover_per_s * s.estimate * dt));
 		} else {
