@@ -370,12 +370,12 @@ Run::send()
 	std::set<uint64_t> uncertain;  // tags of batches an attempt of which Iterable may have applied unanswered
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
 		bool answered = attempt.outcome.transport == TransportOutcome::Response;
-		if (answered)
+		if (answered && pacing)
 			pacing->on_response(attempt.outcome.status == 429);
 		if (!answered || attempt.outcome.status >= 500)
 			uncertain.insert(attempt.tag);
 	});
-	client.set_retry_gate([&] { return pacing->retry_gate(); });
+	client.set_retry_gate([&] { return pacing ? pacing->retry_gate() : 0.0; });
 
 	try {
 		for (SendPhase &phase : phases) {
