@@ -2,6 +2,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "definitions/account_store.hpp"
@@ -366,34 +367,38 @@ Run::send()
 	std::optional<std::string> fatal;
 	int64_t done = 0;
 	const int64_t total = planned_subscribes_ + planned_unsubscribes_;
-	// Paces requests once Iterable answers 429 (its limits are not published and come with no
-	// Retry-After); every attempt, retries included, informs it. Iterable's limit is per project: every
-	// run of this account shares one controller (shared_pacing.hpp), or paces alone without preloading.
-	SharedPacing pacing(MyDatabaseId, account_.account_id);
+	// Paces requests (Iterable's limits for lists are not published and 429s come with no Retry-After);
+	// every attempt, retries included, informs it, and it paces the retries of 429s. Iterable's limit
+	// is per project and endpoint: every run of this account shares one controller per endpoint
+	// (shared_pacing.hpp), or paces alone without preloading. One per phase (endpoint).
+	std::optional<SharedPacing> pacing;
 	std::set<uint64_t> uncertain;  // tags of batches an attempt of which Iterable may have applied unanswered
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
 		bool answered = attempt.outcome.transport == TransportOutcome::Response;
-		if (answered)
-			pacing.on_response(attempt.outcome.status == 429);
+		if (answered && pacing)
+			pacing->on_response(attempt.outcome.status == 429);
 		if (!answered || attempt.outcome.status >= 500)
 			uncertain.insert(attempt.tag);
 	});
+	client.set_retry_gate([&] { return pacing ? pacing->retry_gate() : 0.0; });
 
 	try {
 		for (SendPhase &phase : phases) {
+			if (phase.left == 0 && ready.empty())
+				continue;
+			const char *endpoint = phase.unsubscribe ? "/api/lists/unsubscribe" : "/api/lists/subscribe";
+			pacing.emplace(MyDatabaseId, account_.account_id, endpoint, documented_limit(endpoint));
 			for (;;) {
 				while (!fatal && in_flight.size() < max_in_flight && (phase.left > 0 || !ready.empty()) &&
-				       pacing.may_send()) {
+				       pacing->may_send()) {
 					if (ready.empty())
 						load_ahead(phase, max_in_flight, ready);
 					Batch batch = std::move(ready.front());
 					ready.pop_front();
-					HttpRequest http = iterable_request(
-					    account_, "POST", phase.unsubscribe ? "/api/lists/unsubscribe" : "/api/lists/subscribe",
-					    request_body(batch));
+					HttpRequest http = iterable_request(account_, "POST", endpoint, request_body(batch));
 					http.tag = next_tag;
 					client.submit(std::move(http), options);
-					pacing.on_sent();
+					pacing->on_sent();
 					in_flight.emplace(next_tag++, std::move(batch));
 				}
 				bool more = !fatal && (phase.left > 0 || !ready.empty());
@@ -402,7 +407,7 @@ Run::send()
 				pg::throw_if_interrupted();
 				int wait_ms = 100;
 				if (more && in_flight.size() < max_in_flight)
-					wait_ms = std::clamp(static_cast<int>(pacing.wait_seconds() * 1000), 1, 100);
+					wait_ms = std::clamp(static_cast<int>(pacing->wait_seconds() * 1000), 1, 100);
 				if (in_flight.empty()) {
 					pg_usleep(wait_ms * 1000L);  // paced, nothing to wait for: poll() would return at once
 					continue;
@@ -425,10 +430,13 @@ Run::send()
 		}
 	} catch (...) {
 		client.set_attempt_observer(nullptr);
+		client.set_retry_gate(nullptr);
 		client.abort_all();  // the batches in flight are lost; the next run sends them again
 		throw;
 	}
 	client.set_attempt_observer(nullptr);
+	client.set_retry_gate(nullptr);
+	pacing.reset();  // remembers the learned rate (iterable_audience.learned_rate)
 	if (!ready.empty()) {
 		// Stopped early (fatal): batches loaded ahead were never sent; they leave the ledger.
 		std::vector<int> unsent;
