@@ -18,7 +18,6 @@ constexpr double kRememberedShare = 0.99;  // a remembered rate is measured from
 constexpr double kClockSlack = 1e-9;
 constexpr double kMinPause = 0.25;      // seconds without a send that end a stream, at least
 constexpr double kInstant = 0.01;
-constexpr double kOpening = 0.02;       // answers this close to the first one answer the opening burst       // answers this close to the first one of a stream came at once
 
 int64_t
 bucket_of(double t) noexcept
