@@ -20,7 +20,7 @@ const char *const kSelectSync =
     "s.source_search_path, s.list_id, s.email_column, s.user_id_column, s.data_fields::text, "
     "s.update_existing_users_only, s.campaign_id, s.channel_unsubscribe, s.schedule, s.paused, "
     "s.retain_sync_logs, s.sync_log_retention_days, s.snapshot_retention, s.retry_failed_records, "
-    "s.max_removal_fraction, s.reset_pending "
+    "s.max_removal_fraction, s.reset_pending, s.kind, s.merge_nested_objects, s.prefer_user_id "
     "FROM iterable_audience.sync s JOIN iterable_audience.account a USING (account_id) ";
 
 bool
@@ -41,7 +41,7 @@ from_row(const pg::SqlRow &r)
 	s.project_type = *r[5];
 	s.source = *r[6];
 	s.search_path = *r[7];
-	s.list_id = std::stoll(*r[8]);
+	s.list_id = r[8] ? std::stoll(*r[8]) : 0;
 	s.email_column = r[9];
 	s.user_id_column = r[10];
 	if (r[11])
@@ -58,6 +58,9 @@ from_row(const pg::SqlRow &r)
 	s.retry_failed_records = is_true(r[20]);
 	s.max_removal_fraction = std::stod(*r[21]);
 	s.reset_pending = is_true(r[22]);
+	s.kind = *r[23];
+	s.merge_nested_objects = is_true(r[24]);
+	s.prefer_user_id = is_true(r[25]);
 	return s;
 }
 

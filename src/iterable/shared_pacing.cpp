@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <cstring>
 #include <new>
 #include <utility>
 
@@ -35,6 +36,8 @@ struct PacingSlot {
 	bool in_use;
 	Oid database_oid;
 	int64 account_id;
+	char endpoint[shared_pacing::kEndpointBytes];  // NUL-terminated, e.g. "/api/users/bulkUpdate"
+	double documented_limit_rps;                   // Iterable's published limit; 0 = none
 	uint64 generation;  // new each time the slot is taken for an account
 	double last_used;   // clock_seconds() of the last call of a run
 	int64 requests;
@@ -91,10 +94,12 @@ startup_shmem(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-// With the lock held: the slot of (database, account), else a free one, else the least recently
-// used one idle for over kIdleSeconds, taken for it; -1 when every slot is busy with other accounts.
+// With the lock held: the slot of (database, account, endpoint), else a free one, else the least
+// recently used one idle for over kIdleSeconds, taken for it; -1 when every slot is busy with others.
+// `endpoint` is NUL-terminated within kEndpointBytes (SharedPacing's constructor truncates it).
 int
-find_or_take_locked(Oid database_oid, int64 account_id, double now) noexcept
+find_or_take_locked(Oid database_oid, int64 account_id, const char *endpoint, double documented_limit_rps,
+                    double now) noexcept
 {
 	int free_slot = -1;
 	int idle_slot = -1;
@@ -103,7 +108,8 @@ find_or_take_locked(Oid database_oid, int64 account_id, double now) noexcept
 		if (!s.in_use) {
 			if (free_slot < 0)
 				free_slot = i;
-		} else if (s.database_oid == database_oid && s.account_id == account_id) {
+		} else if (s.database_oid == database_oid && s.account_id == account_id &&
+		           strncmp(s.endpoint, endpoint, shared_pacing::kEndpointBytes) == 0) {
 			return i;
 		} else if (now - s.last_used > kIdleSeconds &&
 		           (idle_slot < 0 || s.last_used < table->slots[idle_slot].last_used)) {
@@ -117,6 +123,8 @@ find_or_take_locked(Oid database_oid, int64 account_id, double now) noexcept
 	s.in_use = true;
 	s.database_oid = database_oid;
 	s.account_id = account_id;
+	memcpy(s.endpoint, endpoint, shared_pacing::kEndpointBytes);
+	s.documented_limit_rps = documented_limit_rps;
 	s.generation = ++table->next_generation;
 	s.last_used = now;
 	s.requests = 0;
@@ -128,13 +136,17 @@ find_or_take_locked(Oid database_oid, int64 account_id, double now) noexcept
 
 }  // namespace
 
-SharedPacing::SharedPacing(uint32_t database_oid, int64_t account_id)
-    : database_oid_(database_oid), account_id_(account_id)
+SharedPacing::SharedPacing(uint32_t database_oid, int64_t account_id, std::string_view endpoint,
+                           double documented_limit_rps)
+    : database_oid_(database_oid), account_id_(account_id), documented_limit_rps_(documented_limit_rps)
 {
+	// Fixed size, NUL-padded: compared and copied as plain bytes in shared memory.
+	memset(endpoint_, 0, sizeof(endpoint_));
+	memcpy(endpoint_, endpoint.data(), std::min(endpoint.size(), sizeof(endpoint_) - 1));
 	if (table == nullptr)
 		return;
 	SpinLockAcquire(&table->mutex);
-	int slot = find_or_take_locked(database_oid_, account_id_, clock_seconds());
+	int slot = find_or_take_locked(database_oid_, account_id_, endpoint_, documented_limit_rps_, clock_seconds());
 	if (slot >= 0) {
 		slot_ = slot;
 		generation_ = table->slots[slot].generation;
@@ -160,7 +172,7 @@ SharedPacing::apply(F &&f)
 		int slot = slot_;
 		if (!table->slots[slot].in_use || table->slots[slot].generation != generation_) {
 			// Taken for another account while this run was idle: attach again.
-			slot = find_or_take_locked(database_oid_, account_id_, now);
+			slot = find_or_take_locked(database_oid_, account_id_, endpoint_, documented_limit_rps_, now);
 			if (slot < 0)
 				table->fallbacks++;
 		}
@@ -276,6 +288,8 @@ read_slots()
 		SlotInfo info;
 		info.database_oid = s.database_oid;
 		info.account_id = s.account_id;
+		info.endpoint = s.endpoint;
+		info.documented_limit_rps = s.documented_limit_rps;
 		info.rate = s.state.rate;
 		info.accepted_rate = rate_rules::accepted_rate(s.state, kTuning, now);
 		info.wait_seconds = rate_rules::wait_seconds(s.state, now);

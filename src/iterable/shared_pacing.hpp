@@ -2,8 +2,10 @@
 // per project, so two syncs of one account running at once must pace themselves together.
 //
 // With the library in shared_preload_libraries, a table of kSlots slots in shared memory holds one
-// AIMD controller state (core/rate_controller.hpp) per (database, account); every run of that account
-// attaches to the same slot and drives it under a spinlock, reading one clock that is the same in
+// AIMD controller state (core/rate_controller.hpp) per (database, account, endpoint): Iterable's
+// limits are per project and per endpoint (5 req/s for users/bulkUpdate, others unpublished), so
+// each endpoint of a project is paced apart. Every run of that account and endpoint attaches to the
+// same slot and drives it under a spinlock, reading one clock that is the same in
 // every process (CLOCK_MONOTONIC through std::chrono::steady_clock). The table holds plain data only:
 // no pointer, descriptor or handle.
 //
@@ -16,6 +18,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/rate_controller.hpp"
@@ -24,7 +28,10 @@ namespace ia {
 
 class SharedPacing {
  public:
-	SharedPacing(uint32_t database_oid, int64_t account_id);  // attach to (or create) the slot
+	// Attach to (or create) the slot of (database, account, endpoint). documented_limit_rps is the
+	// endpoint's published limit (0 = none), stored with the slot; the endpoint is cut to
+	// shared_pacing::kEndpointBytes - 1 bytes.
+	SharedPacing(uint32_t database_oid, int64_t account_id, std::string_view endpoint, double documented_limit_rps);
 	SharedPacing(const SharedPacing &) = delete;
 	SharedPacing &operator=(const SharedPacing &) = delete;
 
@@ -48,6 +55,8 @@ class SharedPacing {
 
 	uint32_t database_oid_;
 	int64_t account_id_;
+	char endpoint_[64];  // shared_pacing::kEndpointBytes, NUL-padded
+	double documented_limit_rps_;
 	bool shared_ = false;
 	int slot_ = -1;
 	uint64_t generation_ = 0;  // of the slot when this run attached: a taken slot has a new one
@@ -58,6 +67,7 @@ class SharedPacing {
 namespace shared_pacing {
 
 constexpr int kSlots = 64;
+constexpr size_t kEndpointBytes = 64;  // an endpoint path in a slot, NUL included
 constexpr double kIdleSeconds = 60;  // a slot unused this long may be taken for another account
 
 // _PG_init while shared_preload_libraries is processed: reserves the table and installs the hooks.
@@ -70,6 +80,8 @@ bool available();
 struct SlotInfo {
 	uint32_t database_oid = 0;
 	int64_t account_id = 0;
+	std::string endpoint;
+	double documented_limit_rps = 0;  // 0: none published
 	double rate = 0;              // allowed requests/s; infinity until the first 429
 	double accepted_rate = 0;     // requests/s Iterable accepted over the last 2 s
 	double wait_seconds = 0;      // until the next request may start
