@@ -47,6 +47,34 @@ CREATE OR REPLACE VIEW iterable_audience.syncs WITH (security_barrier) AS
                           WHERE r.sync_id = s.sync_id ORDER BY r.run_id DESC LIMIT 1) last ON true
      WHERE pg_catalog.pg_has_role(s.owner, 'USAGE');
 
+-- alter_sync gains the user syncs' two flags (the other arguments apply to every kind but those
+-- named for lists: list_id, new_list_name, update_existing_users_only, campaign_id,
+-- channel_unsubscribe, max_removal_fraction).
+DROP FUNCTION iterable_audience.alter_sync(text, text, text, bigint, text, text, text, text, jsonb, boolean, bigint,
+                                           boolean, text, boolean, integer, integer, boolean, real);
+CREATE FUNCTION iterable_audience.alter_sync(
+    sync_name     text,
+    account_name  text    DEFAULT NULL,
+    source        text    DEFAULT NULL,
+    list_id       bigint  DEFAULT NULL,
+    new_list_name text    DEFAULT NULL,
+    new_list_description text DEFAULT NULL,
+    email_column   text   DEFAULT NULL,
+    user_id_column text   DEFAULT NULL,
+    data_fields    jsonb  DEFAULT NULL,
+    update_existing_users_only boolean DEFAULT NULL,
+    campaign_id         bigint  DEFAULT NULL,
+    channel_unsubscribe boolean DEFAULT NULL,
+    schedule      text    DEFAULT NULL,
+    retain_sync_logs          boolean DEFAULT NULL,
+    sync_log_retention_days   integer DEFAULT NULL,
+    snapshot_retention        integer DEFAULT NULL,
+    retry_failed_records      boolean DEFAULT NULL,
+    max_removal_fraction      real    DEFAULT NULL,
+    merge_nested_objects      boolean DEFAULT NULL,
+    prefer_user_id            boolean DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'ia_alter_sync' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
 -- run_sync returns a sync_runs row: its type gained columns, the function is the same.
 CREATE FUNCTION iterable_audience.create_user_sync(
     sync_name      text,
