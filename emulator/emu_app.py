@@ -13,6 +13,7 @@ from emu_faults import Faults
 from emu_http import DROP, DROP_PARTIAL, HANG, NORMAL, Response
 from emu_model import Store
 from emu_stats import Stats
+from emu_users import ROUTES as USER_ROUTES, UsersApi
 
 JSON_CT = "application/json; charset=utf-8"
 TEXT_CT = "text/plain; charset=utf-8"
@@ -44,6 +45,8 @@ def envelope(msg, code, params=None):
 
 def route(method, path):
     """(endpoint name, path argument) or (None, None)."""
+    if path in ("/api/users/update", "/api/users/bulkUpdate"):
+        return USER_ROUTES.get((method, path)), None
     if not path.startswith("/api/lists"):
         return None, None
     if path == "/api/lists":
@@ -173,6 +176,7 @@ class App:
             "delete_list": self.delete_list, "get_users": self.get_users,
             "subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
         }
+        self.handlers.update(UsersApi(self).handlers())
 
     # ----- entry point --------------------------------------------------------------
     async def handle(self, request):

@@ -9,7 +9,10 @@ import math
 import random
 import time
 
-ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe", "unsubscribe")
+from emu_users import ENDPOINTS as USER_ENDPOINTS, REALISTIC_RATE_LIMITS as USER_RATE_LIMITS
+
+ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe",
+             "unsubscribe") + USER_ENDPOINTS
 
 # Kinds answered instead of the real handler (state is not touched).
 RESPONSE_KINDS = ("error_500", "error_503", "status", "rate_limit", "drop", "malformed_json",
@@ -41,7 +44,7 @@ DEFAULT_UNEXPECTED_BODY = {"status": "ok", "result": {"accepted": True}}
 REALISTIC_RATE_LIMITS = [
     {"endpoint": "get_lists", "rate": 100, "burst": 100},
     {"endpoint": "get_users", "rate": 5 / 60.0, "burst": 5},
-]
+] + USER_RATE_LIMITS
 
 
 class FaultConfigError(ValueError):
