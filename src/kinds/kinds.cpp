@@ -17,6 +17,9 @@ sync_kind(const std::string &kind)
 	throw pg::UserError(ERRCODE_FEATURE_NOT_SUPPORTED, "syncs of kind \"" + kind + "\" are not supported by this build");
 }
 
+namespace {
+
+// Adds a call's attempts (and its 429s) to the run's counters. Runs its own transaction.
 void
 count_calls(int64_t run_id, const HttpResult &result)
 {
@@ -27,6 +30,7 @@ count_calls(int64_t run_id, const HttpResult &result)
 	});
 }
 
+// The run's end when the call made before sending failed: the key refused, or Iterable unreachable.
 RunEnded
 preflight_failure(const Account &account, const HttpResult &result)
 {
@@ -37,6 +41,18 @@ preflight_failure(const Account &account, const HttpResult &result)
 		                              "iterable_audience.alter_account('" + account.name + "', api_key => ...)"};
 	return RunEnded{"failed", "could not reach Iterable for account \"" + account.name + "\": " + why +
 	                              "; nothing was sent, the next run tries again"};
+}
+
+}  // namespace
+
+HttpResult
+check_api_key(const Account &account, int64_t run_id)
+{
+	HttpResult result = call_iterable(iterable_request(account, "GET", "/api/lists"), http_options_from_settings());
+	count_calls(run_id, result);
+	if (!call_succeeded(result))
+		throw preflight_failure(account, result);
+	return result;
 }
 
 }  // namespace ia

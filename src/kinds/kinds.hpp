@@ -9,10 +9,8 @@ namespace ia {
 const SyncKind &list_kind();
 const SyncKind &user_kind();
 
-// Adds a call's attempts (and its 429s) to the run's counters. Runs its own transaction.
-void count_calls(int64_t run_id, const HttpResult &result);
-
-// The run's end when a call made before sending failed: the key refused, or Iterable unreachable.
-RunEnded preflight_failure(const Account &account, const HttpResult &result);
+// GET /api/lists, the cheapest call that proves the API key (and reaches Iterable) before anything
+// is sent; counted in the run's counters. Throws RunEnded when it fails; returns the answer.
+HttpResult check_api_key(const Account &account, int64_t run_id);
 
 }  // namespace ia

@@ -35,10 +35,7 @@ class ListKind final : public SyncKind {
 	// One GET /api/lists proves the key and the list before anything is sent.
 	void preflight(const SyncDefinition &sync, const Account &account, int64_t run_id) const override
 	{
-		HttpResult result = call_iterable(iterable_request(account, "GET", "/api/lists"), http_options_from_settings());
-		count_calls(run_id, result);
-		if (!call_succeeded(result))
-			throw preflight_failure(account, result);
+		HttpResult result = check_api_key(account, run_id);
 		std::vector<ListInfo> lists;
 		try {
 			lists = parse_lists_response(result.body);

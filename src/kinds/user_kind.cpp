@@ -13,7 +13,7 @@ namespace {
 
 // Iterable documents a 4 MB body and 5 requests/s per project for bulkUpdate (reference 3.1, 10.1),
 // and no record count (peers send 1000; the batch_size setting applies).
-constexpr size_t kBulkUpdateMaxBody = 4 * 1024 * 1024;
+constexpr size_t kBulkUpdateMaxBody = 4000000;  // "4MB": the smaller reading
 constexpr double kBulkUpdateRps = 5;
 
 // The fields a 400 RequestFieldsTypesMismatched names (params.validationErrors), comma-separated.
@@ -57,9 +57,11 @@ class UserKind final : public SyncKind {
 	const char *departure_action() const override { return "forget"; }
 	int departure_class() const override { return batch_class::kForgotten; }
 
-	// Nothing to check first: there is no list, and a refused key ends the run at the first batch's
-	// answer (run_send.cpp) with what was sent before kept.
-	void preflight(const SyncDefinition &, const Account &, int64_t) const override {}
+	// The key, before anything is sent (there is no list to check).
+	void preflight(const SyncDefinition &, const Account &account, int64_t run_id) const override
+	{
+		check_api_key(account, run_id);
+	}
 
 	std::string request_body(const SyncDefinition &sync, const SendOperation &,
 	                         const std::vector<Subscriber> &records) const override
