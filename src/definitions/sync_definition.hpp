@@ -38,6 +38,11 @@ struct SyncDefinition {
 	bool prefer_user_id = false;        // user syncs: Iterable's preferUserId
 };
 
+// Whether the installed schema has sync kinds (0.2.0): false between installing this library and
+// ALTER EXTENSION iterable_audience UPDATE, when list syncs keep working on the 0.1.0 tables.
+// Requires an SPI session.
+bool sync_kinds_installed();
+
 // Requires an SPI session. Raise a clear error when the sync does not exist.
 SyncDefinition load_sync(const std::string &name);
 SyncDefinition load_sync_by_id(int64_t sync_id);

@@ -21,10 +21,18 @@ Run::claim()
 		kind_ = &sync_kind(sync_.kind);
 		planned_.assign(kind_->operations().size(), 0);
 		account_ = load_account(sync_.account_name, true);
-		pg::exec("INSERT INTO iterable_audience.sync_runs (run_id, sync_id, sync_name, trigger, status, forced, kind) "
-		         "OVERRIDING SYSTEM VALUE VALUES ($1::bigint, $2::bigint, $3, $4, 'running', $5::boolean, $6)",
-		         {std::to_string(request_.run_id), std::to_string(sync_.sync_id), sync_.name,
-		          request_.scheduled ? "schedule" : "manual", request_.force ? "true" : "false", sync_.kind});
+		std::vector<pg::SqlValue> values = {std::to_string(request_.run_id), std::to_string(sync_.sync_id), sync_.name,
+		                                    request_.scheduled ? "schedule" : "manual", request_.force ? "true" : "false"};
+		// Until ALTER EXTENSION ... UPDATE to 0.2.0, sync_runs has no kind (and every sync is a list).
+		const bool kinds = sync_kinds_installed();
+		if (kinds)
+			values.emplace_back(sync_.kind);
+		pg::exec((std::string("INSERT INTO iterable_audience.sync_runs (run_id, sync_id, sync_name, trigger, status, "
+		                      "forced") + (kinds ? ", kind" : "") +
+		          ") OVERRIDING SYSTEM VALUE VALUES ($1::bigint, $2::bigint, $3, $4, 'running', $5::boolean" +
+		          (kinds ? ", $6" : "") + ")")
+		             .c_str(),
+		         values);
 		std::string app = "iterable_audience sync " + sync_.name;
 		pg::guard([&] { SetConfigOption("application_name", app.c_str(), PGC_USERSET, PGC_S_SESSION); });
 		return true;

@@ -179,12 +179,13 @@ data_fields_json(const ia::SyncDefinition &s)
 	return json + "}";
 }
 
+// The sync's columns as parameters $1..$19, and with kinds (0.2.0's tables) $20..$22.
 std::vector<SqlValue>
-definition_values(const ia::SyncDefinition &s)
+definition_values(const ia::SyncDefinition &s, bool kinds)
 {
 	auto opt = [](bool has, const std::string &v) { return has ? SqlValue(v) : std::nullopt; };
 	std::string fields = data_fields_json(s);
-	return {s.name,
+	std::vector<SqlValue> values = {s.name,
 	        std::to_string(s.owner),
 	        std::to_string(s.account_id),
 	        s.source,
@@ -202,10 +203,13 @@ definition_values(const ia::SyncDefinition &s)
 	        std::to_string(s.snapshot_retention),
 	        s.retry_failed_records ? "true" : "false",
 	        std::to_string(s.max_removal_fraction),
-	        ia::next_run_at_text(s.schedule),
-	        s.kind,
-	        s.merge_nested_objects ? "true" : "false",
-	        s.prefer_user_id ? "true" : "false"};
+	        ia::next_run_at_text(s.schedule)};
+	if (kinds) {
+		values.emplace_back(s.kind);
+		values.emplace_back(s.merge_nested_objects ? "true" : "false");
+		values.emplace_back(s.prefer_user_id ? "true" : "false");
+	}
+	return values;
 }
 
 // Validates mapping and columns (as the caller, with the sync's search_path).
@@ -252,15 +256,19 @@ int64_t
 insert_sync(const ia::SyncDefinition &s)
 {
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
+	const bool kinds = ia::sync_kinds_installed();
 	SqlValue id = ia::pg::exec_scalar(
-	    "INSERT INTO iterable_audience.sync (sync_name, owner, account_id, source, source_search_path, list_id, "
-	    "email_column, user_id_column, data_fields, update_existing_users_only, campaign_id, channel_unsubscribe, "
-	    "schedule, retain_sync_logs, sync_log_retention_days, snapshot_retention, retry_failed_records, "
-	    "max_removal_fraction, next_run_at, kind, merge_nested_objects, prefer_user_id) VALUES ($1, $2::oid, "
-	    "$3::bigint, $4, $5, $6::bigint, $7, $8, $9::jsonb, $10::boolean, $11::bigint, $12::boolean, $13, "
-	    "$14::boolean, $15::integer, $16::integer, $17::boolean, $18::real, to_timestamp($19::double precision), "
-	    "$20, $21::boolean, $22::boolean) RETURNING sync_id",
-	    definition_values(s));
+	    (std::string("INSERT INTO iterable_audience.sync (sync_name, owner, account_id, source, source_search_path, "
+	                 "list_id, email_column, user_id_column, data_fields, update_existing_users_only, campaign_id, "
+	                 "channel_unsubscribe, schedule, retain_sync_logs, sync_log_retention_days, snapshot_retention, "
+	                 "retry_failed_records, max_removal_fraction, next_run_at") +
+	     (kinds ? ", kind, merge_nested_objects, prefer_user_id" : "") +
+	     ") VALUES ($1, $2::oid, $3::bigint, $4, $5, $6::bigint, $7, $8, $9::jsonb, $10::boolean, $11::bigint, "
+	     "$12::boolean, $13, $14::boolean, $15::integer, $16::integer, $17::boolean, $18::real, "
+	     "to_timestamp($19::double precision)" + (kinds ? ", $20, $21::boolean, $22::boolean" : "") +
+	     ") RETURNING sync_id")
+	        .c_str(),
+	    definition_values(s, kinds));
 	ia::wake_scheduler_at_commit();
 	return std::stoll(*id);
 }
@@ -364,17 +372,19 @@ IA_SQL_FUNCTION(ia_alter_sync)
 
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
 	ia::SyncLock lock(s.sync_id, "alter");
-	std::vector<SqlValue> values = definition_values(s);
+	const bool kinds = ia::sync_kinds_installed();
+	std::vector<SqlValue> values = definition_values(s, kinds);
 	values.push_back(std::to_string(s.sync_id));
-	ia::pg::exec("UPDATE iterable_audience.sync SET sync_name = $1, owner = $2::oid, account_id = $3::bigint, "
+	ia::pg::exec((std::string("UPDATE iterable_audience.sync SET sync_name = $1, owner = $2::oid, account_id = $3::bigint, "
 	             "source = $4, source_search_path = $5, list_id = $6::bigint, email_column = $7, user_id_column = $8, "
 	             "data_fields = $9::jsonb, update_existing_users_only = $10::boolean, campaign_id = $11::bigint, "
 	             "channel_unsubscribe = $12::boolean, schedule = $13, retain_sync_logs = $14::boolean, "
 	             "sync_log_retention_days = $15::integer, snapshot_retention = $16::integer, "
 	             "retry_failed_records = $17::boolean, max_removal_fraction = $18::real, "
 	             "next_run_at = CASE WHEN paused THEN NULL ELSE to_timestamp($19::double precision) END, "
-	             "kind = $20, merge_nested_objects = $21::boolean, prefer_user_id = $22::boolean, "
-	             "updated_at = now() WHERE sync_id = $23::bigint",
+	             "") + (kinds ? "kind = $20, merge_nested_objects = $21::boolean, prefer_user_id = $22::boolean, " : "") +
+	             "updated_at = now() WHERE sync_id = $" + std::to_string(values.size()) + "::bigint")
+	                .c_str(),
 	             values);
 	if (list_changed) {
 		// The snapshots describe the old list: the new list starts empty.
