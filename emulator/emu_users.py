@@ -187,7 +187,7 @@ class UsersApi:
     def bulk_update(self, request, project, arg, notes):
         endpoint = "bulk_update_users"
         if len(request.body) > MAX_BULK_BODY_BYTES:
-            self.app.stats.note_invalid(endpoint, "body_too_large", len(request.body))
+            notes["body_bytes"] = len(request.body)
             return _reply(413, _envelope("Request body of %d bytes exceeds the limit of %d bytes"
                                          % (len(request.body), MAX_BULK_BODY_BYTES), "BatchTooLarge"))
         body, error = self._body(request, endpoint)
