@@ -67,6 +67,7 @@ class SendLoop {
 	void submit(const Part &part, SharedPacing &pacing);
 	void answered(const HttpResult &result, bool uncertain);
 	void close_unsent();
+	void record_open_batch(int batch_no);  // all its parts answered: the batch's outcome is committed
 	// The part's records: the batch's own when the part is all of it, else copied into `storage`.
 	const std::vector<Subscriber> &records_of(const Part &part, std::vector<Subscriber> &storage) const;
 
@@ -215,14 +216,20 @@ SendLoop::answered(const HttpResult &result, bool uncertain)
 			fail_all("http_error", why);
 		}
 	}
-	if (--open.parts_open > 0)
-		return;
+	if (--open.parts_open == 0)
+		record_open_batch(part.batch_no);
+}
+
+void
+SendLoop::record_open_batch(int batch_no)
+{
+	BatchOutcome &o = open_.at(batch_no).outcome;
 	std::sort(o.failures.begin(), o.failures.end(),
 	          [](const RowFailure &a, const RowFailure &b) { return a.index < b.index; });
 	pg::in_transaction([&] { record_batch(run_.target_, o); });
 	run_.failed_ += static_cast<int64_t>(o.failures.size());
 	done_ += o.rows;
-	open_.erase(part.batch_no);
+	open_.erase(batch_no);
 	run_.report("sent " + std::to_string(done_) + " of " + std::to_string(total_) + " records");
 }
 
@@ -244,13 +251,8 @@ SendLoop::close_unsent()
 		OpenBatch &open = open_.at(part.batch_no);
 		for (size_t i : part.positions)
 			open.outcome.failures.push_back({i, "http_error", "not sent: " + *fatal_, true});
-		if (--open.parts_open == 0) {
-			std::sort(open.outcome.failures.begin(), open.outcome.failures.end(),
-			          [](const RowFailure &a, const RowFailure &b) { return a.index < b.index; });
-			pg::in_transaction([&] { record_batch(run_.target_, open.outcome); });
-			run_.failed_ += static_cast<int64_t>(open.outcome.failures.size());
-			open_.erase(part.batch_no);
-		}
+		if (--open.parts_open == 0)
+			record_open_batch(part.batch_no);
 	}
 	split_parts_.clear();
 }
