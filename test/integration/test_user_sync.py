@@ -331,3 +331,19 @@ def test_create_user_sync_identifier_rules_per_project_type(db, emulator):
     # In an email-based project, preferUserId lets a userId alone identify a user.
     sql(db, "SELECT iterable_audience.create_user_sync('ok', 'email', 'app_users', user_id_column => 'uid', "
             "email_column => 'email', prefer_user_id => true)")
+
+
+def test_pacing_is_per_project_and_endpoint(db, emulator):
+    """A list sync and a user sync of one account pace apart: one shared slot per endpoint."""
+    t = tag(db)
+    make_users(db, t, 5)
+    create_user_sync(db)
+    sql(db, "SELECT iterable_audience.create_sync('members', 'hybrid', 'app_users', new_list_name => 'members', "
+            "email_column => 'email', user_id_column => 'uid')")
+    assert run_sync(db, "people")["updated"] == 5
+    assert run_sync(db, "members")["subscribed"] == 5
+    slots = query(db, "SELECT count(*) AS n FROM iterable_audience.rate_controllers() c "
+                      "JOIN iterable_audience.account a USING (account_id) "
+                      "WHERE c.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                      "AND a.account_name = 'hybrid'")
+    assert slots[0]["n"] == 2, slots  # /api/users/bulkUpdate and /api/lists/subscribe
