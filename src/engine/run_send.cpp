@@ -186,8 +186,8 @@ SendLoop::answered(const HttpResult &result, bool uncertain)
 			// the answer tells, row by row
 		} catch (const ResponseFormatError &e) {
 			o.outcome_unknown = true;  // a 200: most likely applied, but the rows cannot be told
-			fail_all("invalid_response", std::string("Iterable answered HTTP 200 with a body that is not the "
-			                                         "documented bulk result: ") + e.what());
+			fail_all("invalid_response", std::string("Iterable answered HTTP 200 with a body that is not a ") +
+			                                 op_->answer_name + " result: " + e.what());
 		}
 	} else {
 		std::string why = describe_call_failure(result);

@@ -49,6 +49,7 @@ struct SendOperation {
 	const char *done_column;    // sync_runs column of the records Iterable acknowledged
 	bool removes;               // counts against the removal guard (max_removal_fraction)
 	EndpointLimits limits;
+	const char *answer_name;    // what its 200 answer is, for errors: "list update", "user update"
 };
 
 class SyncKind {

@@ -22,8 +22,9 @@ class ListKind final : public SyncKind {
 		// the batch_size setting and the shared pacing (which learns from 429s) govern.
 		static const std::vector<SendOperation> ops = {
 		    {batch_class::kDepartures, "unsubscribe", "/api/lists/unsubscribe", "planned_unsubscribes", "unsubscribed",
-		     true, {}},
-		    {batch_class::kSendable, "subscribe", "/api/lists/subscribe", "planned_subscribes", "subscribed", false, {}},
+		     true, {}, "list update"},
+		    {batch_class::kSendable, "subscribe", "/api/lists/subscribe", "planned_subscribes", "subscribed", false, {},
+		     "list update"},
 		};
 		return ops;
 	}

@@ -46,9 +46,9 @@ class UserKind final : public SyncKind {
 	const std::vector<SendOperation> &operations() const override
 	{
 		static const std::vector<SendOperation> ops = {
-		    {batch_class::kForgotten, "forget", nullptr, nullptr, nullptr, false, {}},
+		    {batch_class::kForgotten, "forget", nullptr, nullptr, nullptr, false, {}, nullptr},
 		    {batch_class::kSendable, "update_user", "/api/users/bulkUpdate", "planned_updates", "updated", false,
-		     {0, kBulkUpdateMaxBody, kBulkUpdateRps}},
+		     {0, kBulkUpdateMaxBody, kBulkUpdateRps}, "user update"},
 		};
 		return ops;
 	}
