@@ -99,11 +99,146 @@ RETURNS bigint AS 'MODULE_PATHNAME', 'ia_create_user_sync' LANGUAGE C CALLED ON 
 -- Secrets: API keys redacted by value from logs already written (issue 16)
 ------------------------------------------------------------------------------------------------
 
+-- Version 0.1.0 redacted the key only after a header name ("(Api-Key,KEY)"), so an Iterable answer
+-- that quoted the key bare left it in sync_batch.error_messages (shown by sync_logs) and in
+-- sync_runs.error. Every account's current key is replaced by the marker the code uses,
+-- "[redacted]", in any letter case, percent-encoded (also partly, also as %25XX) and JSON-escaped
+-- (\u00XX, \u0025XX, \" \\ \/): a pattern per key built here, one alternative per character, as
+-- src/core/redaction.cpp matches it (of its twice-encoded forms, only %25XX and \u0025XX). A key changed since with
+-- alter_account() is no longer known and cannot be looked for. Keys are printable ASCII
+-- (create_account() refuses anything else). lz4-compressed arrays are transparent here.
+DO $scrub_keys$
+DECLARE
+    bs constant text := chr(92);  -- a backslash, whatever standard_conforming_strings says
+    k  record;
+    re text;
+    c  text;
+    hx text;
+    i  integer;
+BEGIN
+    FOR k IN SELECT s.api_key FROM iterable_audience.account_secret s WHERE s.api_key <> '' LOOP
+        re := '';
+        FOR i IN 1 .. length(k.api_key) LOOP
+            c := substr(k.api_key, i, 1);
+            -- Both letter cases' codes: the pattern is applied case-insensitively ('i').
+            hx := '(?:' || lpad(to_hex(ascii(lower(c))), 2, '0') || '|' || lpad(to_hex(ascii(upper(c))), 2, '0') || ')';
+            re := re || '(?:'
+                || CASE WHEN c ~ '^[A-Za-z0-9]$' THEN c ELSE bs || c END         -- the character
+                || '|%(?:25)?' || hx                                               -- %XX, %25XX
+                || '|' || bs || bs || 'u00(?:25)?' || hx                           -- \u00XX, \u0025XX
+                || CASE WHEN c IN ('"', '/') OR c = bs THEN '|' || bs || bs || bs || c ELSE '' END  -- \" \/ \\
+                || ')';
+        END LOOP;
+        UPDATE iterable_audience.sync_runs r
+           SET error = regexp_replace(r.error, re, '[redacted]', 'gi')
+         WHERE r.error ~* re;
+        UPDATE iterable_audience.sync_batch b
+           SET error_messages = ARRAY(SELECT regexp_replace(m.msg, re, '[redacted]', 'gi')
+                                        FROM unnest(b.error_messages) WITH ORDINALITY AS m(msg, n)
+                                       ORDER BY m.n)
+         WHERE b.error_messages IS NOT NULL
+           AND EXISTS (SELECT 1 FROM unnest(b.error_messages) AS m(msg) WHERE m.msg ~* re);
+    END LOOP;
+END
+$scrub_keys$;
+
 
 
 ------------------------------------------------------------------------------------------------
 -- Backups: user state marked for pg_dump (issue 17)
 ------------------------------------------------------------------------------------------------
+-- pg_dump leaves out the rows of an extension's tables unless they are marked here (README,
+-- "Backups"). The install scripts insert no rows, so every row is user state: no filter. The
+-- identity sequences come along too, so ids go on from where they were after a restore.
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_batch', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.record_failure', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.snapshot', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.account_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_sync_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.sync_runs_run_id_seq', '');
+
+-- Owners and usage grantees are kept by role OID, which another cluster does not share. Each row
+-- also keeps the role as a regrole: COPY writes a regrole as the role's name and reads it back as the
+-- OID of the role of that name where it is restored (an error if there is none). When a row arrives
+-- with the two disagreeing, it is a restore into another cluster: the name wins. The extension's own
+-- inserts and updates leave the regrole to the trigger. (A regrole tracks renames: it is an OID.)
+ALTER TABLE iterable_audience.account ADD COLUMN owner_role regrole;
+ALTER TABLE iterable_audience.sync ADD COLUMN owner_role regrole;
+ALTER TABLE iterable_audience.account_usage ADD COLUMN grantee_role regrole;
+UPDATE iterable_audience.account SET owner_role = owner::regrole;
+UPDATE iterable_audience.sync SET owner_role = owner::regrole;
+UPDATE iterable_audience.account_usage SET grantee_role = grantee::regrole;
+
+CREATE FUNCTION iterable_audience._owner_by_name() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NEW.owner_role IS NOT NULL AND NEW.owner_role::oid <> NEW.owner THEN
+        NEW.owner := NEW.owner_role::oid;
+    ELSE
+        NEW.owner_role := NEW.owner::regrole;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION iterable_audience._grantee_by_name() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NEW.grantee_role IS NOT NULL AND NEW.grantee_role::oid <> NEW.grantee THEN
+        NEW.grantee := NEW.grantee_role::oid;
+    ELSE
+        NEW.grantee_role := NEW.grantee::regrole;
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION iterable_audience._owner_by_name(), iterable_audience._grantee_by_name() FROM PUBLIC;
+CREATE TRIGGER owner_by_name BEFORE INSERT OR UPDATE OF owner, owner_role ON iterable_audience.account
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._owner_by_name();
+CREATE TRIGGER owner_by_name BEFORE INSERT OR UPDATE OF owner, owner_role ON iterable_audience.sync
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._owner_by_name();
+CREATE TRIGGER grantee_by_name BEFORE INSERT OR UPDATE OF grantee, grantee_role ON iterable_audience.account_usage
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._grantee_by_name();
+
+-- Snapshot tables (iterable_audience_snapshots.*) are made at run time. pg_dump never dumps the
+-- definition of an extension member (CREATE EXTENSION is expected to make it), so they are not
+-- members: they are tied to the extension by an auto-extension dependency instead (DROP EXTENSION
+-- drops them; src/engine/snapshot_tables.hpp), and pg_dump dumps them like any table. The tie is not
+-- in a dump: restoring the rows of iterable_audience.snapshot, after the tables (pre-data), ties
+-- them again.
+CREATE FUNCTION iterable_audience._snapshot_registered() RETURNS trigger
+AS 'MODULE_PATHNAME', 'ia_snapshot_registered' LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION iterable_audience._snapshot_registered() FROM PUBLIC;
+CREATE TRIGGER snapshot_table_tied AFTER INSERT ON iterable_audience.snapshot
+    FOR EACH ROW EXECUTE FUNCTION iterable_audience._snapshot_registered();
+
+CREATE FUNCTION iterable_audience._tie_snapshot_tables() RETURNS integer
+AS 'MODULE_PATHNAME', 'ia_tie_snapshot_tables' LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION iterable_audience._tie_snapshot_tables() FROM PUBLIC;
+
+-- An installation made from 0.1.0 has its snapshot tables as members: release and tie them.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT c.oid::regclass
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_class c ON c.oid = d.objid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'e'
+                AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'iterable_audience')
+                AND n.nspname = 'iterable_audience_snapshots'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER EXTENSION iterable_audience DROP TABLE %s', t);
+    END LOOP;
+END
+$$;
+SELECT iterable_audience._tie_snapshot_tables();
 
 
 
@@ -111,7 +246,151 @@ RETURNS bigint AS 'MODULE_PATHNAME', 'ia_create_user_sync' LANGUAGE C CALLED ON 
 -- Operability: health, progress, alerts, drift (issue 19)
 ------------------------------------------------------------------------------------------------
 
+-- health, progress, alerts
 
+-- Live progress, on each run's row: the phase it is in (after it ended: the phase it ended in) and
+-- the records it will send or refuse. sync_runs.rate_limited (0.1.0) already counts 429s per answer.
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN phase text;
+ALTER TABLE iterable_audience.sync_runs ALTER COLUMN phase SET DEFAULT 'starting';
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN records_planned bigint;
+COMMENT ON COLUMN iterable_audience.sync_runs.phase IS
+    'starting | planning | preflight | sending | finishing: the phase the run is in; once it ended, the phase it ended in';
+COMMENT ON COLUMN iterable_audience.sync_runs.records_planned IS
+    'Records the run sends or refuses, known once its plan is made';
+
+-- The n-th due time of a schedule strictly after a given instant (UTC); NULL for 'manual'.
+CREATE FUNCTION iterable_audience.next_due_time(schedule text, after timestamptz DEFAULT pg_catalog.now(),
+                                                n integer DEFAULT 1)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'ia_next_due_time' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iterable_audience.next_due_time(text, timestamptz, integer) IS
+    'The n-th due time of a schedule strictly after an instant (UTC); NULL for manual';
+
+-- One row per sync, under the row-level rules of syncs (a role sees the syncs of roles it is a
+-- member of; superusers all). "Success" is a run that ended 'succeeded' or 'succeeded_with_failures'.
+-- overdue: the sync is scheduled (not 'manual', not paused) and the second due time of its schedule
+-- after its last success (or after its last change by create/alter/resume/reset_sync, if later) has
+-- passed: two due runs in a row came and went without a success. Exact for intervals and cron alike.
+CREATE VIEW iterable_audience.sync_health WITH (security_barrier) AS
+    SELECT s.sync_name,
+           s.kind,
+           s.paused,
+           last.status AS last_run_status,
+           last.finished_at AS last_run_finished_at,
+           ok.finished_at AS last_success_at,
+           (SELECT pg_catalog.count(*) FROM iterable_audience.sync_runs f
+             WHERE f.sync_id = s.sync_id AND f.status IN ('failed', 'blocked')
+               AND f.run_id > coalesce(ok.run_id, 0))::integer AS consecutive_failures,
+           last.failed AS failed_records_last_run,
+           CASE WHEN s.paused OR s.schedule IN ('manual', 'continuous') THEN false
+                ELSE coalesce(pg_catalog.now() >= iterable_audience.next_due_time(
+                         s.schedule, GREATEST(ok.finished_at, s.updated_at), 2), false)
+           END AS overdue
+      FROM iterable_audience.sync s
+      LEFT JOIN LATERAL (SELECT r.status, r.finished_at, r.failed FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id AND r.status <> 'running'
+                          ORDER BY r.run_id DESC LIMIT 1) last ON true
+      LEFT JOIN LATERAL (SELECT r.run_id, r.finished_at FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id AND r.status IN ('succeeded', 'succeeded_with_failures')
+                          ORDER BY r.run_id DESC LIMIT 1) ok ON true
+     WHERE pg_catalog.pg_has_role(s.owner, 'USAGE');
+COMMENT ON VIEW iterable_audience.sync_health IS
+    'Per sync: the last finished run, the last success, failed or blocked runs since it, and whether a scheduled sync is overdue';
+GRANT SELECT ON iterable_audience.sync_health TO PUBLIC;
+
+-- One row per run that is running now: its row says 'running' and its worker holds the sync's run
+-- lock (src/engine/sync_lock.hpp: advisory lock (6749, sync_id % 2147483647)), so a run left
+-- 'running' by a crash, not yet marked failed, is not shown. Updated as Iterable answers batches.
+CREATE VIEW iterable_audience.sync_progress WITH (security_barrier) AS
+    SELECT r.run_id, r.sync_name,
+           r.kind,
+           r.phase, r.records_planned,
+           r.subscribed + r.unsubscribed + r.updated + r.failed AS records_done,
+           r.api_requests, r.rate_limited, r.started_at
+      FROM iterable_audience.sync_runs r
+     WHERE r.status = 'running'
+       AND r.sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.classid = 6749 AND l.objsubid = 2 AND l.granted
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.objid::bigint = r.sync_id % 2147483647);
+COMMENT ON VIEW iterable_audience.sync_progress IS
+    'Runs going now: phase, records planned and done, requests, 429s; updated as Iterable answers';
+GRANT SELECT ON iterable_audience.sync_progress TO PUBLIC;
+
+-- Alerts: NOTIFY iterable_audience with {"sync_name", "run_id", "kind", "status", "failed", "error"}
+-- in the transaction that records a run's final status, whatever records it (the run itself, an
+-- interrupt, the next run or the scheduler settling a run left 'running' by a crash, a scheduled
+-- run whose worker could not start). "failed" is the run's count of failed records; "error" its
+-- stored error (API keys are never in it), cut on a character boundary, with "..." appended, so
+-- that the payload stays under PostgreSQL's 8000-byte limit.
+CREATE FUNCTION iterable_audience._notify_run_finished() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    limit_bytes constant integer := 7999;  -- pg_notify refuses a payload of 8000 bytes or more
+    payload text;
+    base    integer;
+    lo      integer;
+    hi      integer;
+    mid     integer;
+BEGIN
+    payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id,
+                                 'kind', NEW.kind,
+                                 'status', NEW.status, 'failed', NEW.failed, 'error', NEW.error)::text;
+    IF octet_length(payload) > limit_bytes THEN
+        -- The longest prefix of the error (in characters) that fits with "..." appended.
+        base := octet_length(json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
+                                               'status', NEW.status, 'failed', NEW.failed, 'error', '...')::text);
+        lo := 0;
+        hi := least(length(NEW.error), limit_bytes);
+        WHILE lo < hi LOOP
+            mid := (lo + hi + 1) / 2;
+            IF base + octet_length(to_json(left(NEW.error, mid))::text) - 2 <= limit_bytes THEN
+                lo := mid;
+            ELSE
+                hi := mid - 1;
+            END IF;
+        END LOOP;
+        payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
+                                     'status', NEW.status, 'failed', NEW.failed,
+                                     'error', left(NEW.error, lo) || '...')::text;
+    END IF;
+    PERFORM pg_notify('iterable_audience', payload);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    -- An alert must never stop the run's final status from being recorded.
+    RAISE WARNING 'iterable_audience: no NOTIFY for run % of sync "%": %', NEW.run_id, NEW.sync_name, SQLERRM;
+    RETURN NULL;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION iterable_audience._notify_run_finished() FROM PUBLIC;
+CREATE TRIGGER notify_run_finished AFTER UPDATE OF status ON iterable_audience.sync_runs
+    FOR EACH ROW WHEN (OLD.status = 'running' AND NEW.status <> 'running')
+    EXECUTE FUNCTION iterable_audience._notify_run_finished();
+-- A run recorded as finished when inserted (a scheduled run whose worker could not start); not rows
+-- of an earlier time, such as those pg_restore loads.
+CREATE TRIGGER notify_run_recorded_finished AFTER INSERT ON iterable_audience.sync_runs
+    FOR EACH ROW WHEN (NEW.status <> 'running' AND NEW.finished_at >= pg_catalog.transaction_timestamp())
+    EXECUTE FUNCTION iterable_audience._notify_run_finished();
+
+
+-- drift check
+-- check_list: the list's members as Iterable has them (GET /api/lists/getUsers, 5 requests a minute
+-- per project, paced across sessions) compared with the sync's latest snapshot.
+CREATE FUNCTION iterable_audience.check_list(sync_name text)
+RETURNS TABLE(record_key text, email text, user_id text, problem text)
+AS 'MODULE_PATHNAME', 'ia_check_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.check_list(text) IS
+    'Members the sync''s latest snapshot has and Iterable''s list lacks (missing_in_iterable), and members of the list the snapshot does not have (unexpected_in_iterable)';
+
+-- repair_list: the same read-back; the missing records are marked in doubt in the latest snapshot so
+-- that the next run subscribes them again; with unsubscribe_unexpected, the unexpected members are
+-- added in doubt, so that the next run unsubscribes those the audience does not have.
+CREATE FUNCTION iterable_audience.repair_list(sync_name text, unsubscribe_unexpected boolean DEFAULT false)
+RETURNS TABLE(record_key text, email text, user_id text, problem text, repair text)
+AS 'MODULE_PATHNAME', 'ia_repair_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.repair_list(text, boolean) IS
+    'Makes the next run resubscribe the members missing in Iterable and, with unsubscribe_unexpected => true, unsubscribe the unexpected ones that are not in the audience';
 
 ------------------------------------------------------------------------------------------------
 -- Pacing and continuous syncs (issue 18)
