@@ -347,3 +347,17 @@ def test_pacing_is_per_project_and_endpoint(db, emulator):
                       "WHERE c.database_oid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                       "AND a.account_name = 'hybrid'")
     assert slots[0]["n"] == 2, slots  # /api/users/bulkUpdate and /api/lists/subscribe
+
+
+def test_health_and_alerts_name_the_kind(db, emulator):
+    t = tag(db)
+    make_users(db, t, 3)
+    create_user_sync(db)
+    sql(db, "LISTEN iterable_audience")
+    run = run_sync(db, "people")
+    db.poll()
+    payloads = [json.loads(n.payload) for n in db.notifies]
+    assert [(p["sync_name"], p["kind"], p["status"]) for p in payloads if p["run_id"] == run["run_id"]] == [
+        ("people", "users", "succeeded")]
+    assert query(db, "SELECT kind, last_run_status FROM iterable_audience.sync_health WHERE sync_name = 'people'") == [
+        {"kind": "users", "last_run_status": "succeeded"}]
