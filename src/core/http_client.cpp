@@ -103,6 +103,7 @@ struct HttpClient::Transfer {
   Clock::time_point submitted, attempt_started, retry_at;
   int attempts = 0;
   int rate_limited = 0;
+  bool gated = false;  // its retry waits for the retry gate
 
   // Per attempt; written by the curl callbacks, which never throw.
   std::string body;
@@ -209,6 +210,8 @@ void HttpClient::seed_jitter(uint64_t seed) { rng_.seed(seed); }
 void HttpClient::set_attempt_observer(std::function<void(const AttemptInfo&)> observer) {
   observer_ = std::move(observer);
 }
+
+void HttpClient::set_retry_gate(std::function<double()> gate) { retry_gate_ = std::move(gate); }
 
 size_t HttpClient::pending() const { return active_.size() + waiting_.size() + done_.size(); }
 
@@ -349,6 +352,15 @@ bool HttpClient::start_attempt(Transfer& t) {
 void HttpClient::start_due_retries(Clock::time_point now) {
   for (size_t i = 0; i < waiting_.size();) {
     if (waiting_[i]->retry_at <= now) {
+      if (waiting_[i]->gated && retry_gate_) {
+        const double wait = retry_gate_();
+        if (wait > 0) {
+          const auto us = static_cast<long long>(std::min(wait, 60.0) * 1e6);
+          waiting_[i]->retry_at = now + std::chrono::microseconds(std::max(us, 1000LL));
+          ++i;
+          continue;
+        }
+      }
       std::unique_ptr<Transfer> t = std::move(waiting_[i]);
       waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
       Transfer& ref = *t;
@@ -436,7 +448,14 @@ void HttpClient::finish_attempt(void* easy_handle, int curl_code) {
   t->last_code = code;
   t->last_curl_error = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(code));
 
-  const RetryDecision decision = decide_retry(t->opts.retry, t->attempts, out, rng_);
+  RetryDecision decision = decide_retry(t->opts.retry, t->attempts, out, rng_);
+  t->gated = false;
+  if (decision.retry && retry_gate_ && out.transport == TransportOutcome::Response && out.status == 429 &&
+      !out.has_retry_after) {
+    // Paced by the gate: the first retry waits for it only, later ones back off by one attempt fewer.
+    decision.delay_ms = t->attempts < 2 ? 0 : decide_retry(t->opts.retry, t->attempts - 1, out, rng_).delay_ms;
+    t->gated = true;
+  }
 
   AttemptInfo info;
   info.tag = t->req.tag;

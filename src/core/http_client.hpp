@@ -109,6 +109,13 @@ class HttpClient {
   // Called after every attempt, outside curl callbacks, from poll()/perform(). May be empty.
   void set_attempt_observer(std::function<void(const AttemptInfo&)> observer);
 
+  // Paces the retries of 429s with the caller's rate controller (Iterable sends no Retry-After, so
+  // a backoff of its own would either wait too long or add to the burst). When set, a request answered
+  // 429 without Retry-After is retried at once for its first retry, after the backoff of one attempt
+  // fewer for later ones; and a due retry of a 429 starts only when gate() returns 0 (the gate takes
+  // the send slot then), else it waits the seconds gate() returns. Empty: the plain backoff.
+  void set_retry_gate(std::function<double()> gate);
+
   // Seed of the backoff jitter (default: std::random_device). For tests.
   void seed_jitter(uint64_t seed);
 
@@ -135,6 +142,7 @@ class HttpClient {
   std::vector<Done> done_;                          // final, not yet returned
   std::vector<AttemptInfo> observed_;               // to report to the observer
   std::function<void(const AttemptInfo&)> observer_;
+  std::function<double()> retry_gate_;
   std::mt19937_64 rng_;
 };
 

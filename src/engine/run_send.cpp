@@ -265,10 +265,12 @@ SendLoop::send(SendPhase &phase)
 {
 	op_ = phase.op;
 	total_ = run_.planned_total();
-	// Paces requests once Iterable answers 429 (few limits are published, none comes with a
-	// Retry-After); every attempt, retries included, informs it. Iterable's limits are per project
+	// Paces requests from the first one (few limits are published, 429s come with no Retry-After);
+	// every attempt, retries included, informs it. Iterable's limits are per project
 	// and endpoint: every run of this account shares one controller per endpoint (shared_pacing.hpp),
 	// or paces alone without preloading.
+	// It also paces the retries of 429s (the client's retry gate); when it ends (this phase), it
+	// remembers the learned rate (iterable_audience.learned_rate).
 	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, op_->path, op_->limits.documented_rps);
 	std::set<uint64_t> uncertain;  // tags of requests an attempt of which Iterable may have applied unanswered
 	client_.set_attempt_observer([&](const AttemptInfo &attempt) {
@@ -278,6 +280,7 @@ SendLoop::send(SendPhase &phase)
 		if (!answered || attempt.outcome.status >= 500)
 			uncertain.insert(attempt.tag);
 	});
+	client_.set_retry_gate([&] { return pacing.retry_gate(); });
 	try {
 		for (;;) {
 			while (!fatal_ && in_flight_.size() < max_in_flight_ &&
@@ -318,10 +321,12 @@ SendLoop::send(SendPhase &phase)
 		}
 	} catch (...) {
 		client_.set_attempt_observer(nullptr);
+		client_.set_retry_gate(nullptr);
 		client_.abort_all();  // the batches in flight are lost; the next run sends them again
 		throw;
 	}
 	client_.set_attempt_observer(nullptr);
+	client_.set_retry_gate(nullptr);
 	if (fatal_)
 		close_unsent();
 	return !fatal_;

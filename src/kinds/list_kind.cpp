@@ -18,8 +18,8 @@ class ListKind final : public SyncKind {
 
 	const std::vector<SendOperation> &operations() const override
 	{
-		// Iterable documents no count, size or rate limit for these endpoints (reference 2.9, 5):
-		// the batch_size setting and the shared pacing (which learns from 429s) govern.
+		// Iterable documents no count, size or rate limit for these endpoints (reference 2.9, 5;
+		// documented_limit() has none): the batch_size setting and the shared pacing govern.
 		static const std::vector<SendOperation> ops = {
 		    {batch_class::kDepartures, "unsubscribe", "/api/lists/unsubscribe", "planned_unsubscribes", "unsubscribed",
 		     true, {}, "list update"},

@@ -5,16 +5,18 @@
 
 #include "engine/sync_kind.hpp"
 #include "iterable/iterable_call.hpp"
+#include "iterable/shared_pacing.hpp"
 #include "kinds/kinds.hpp"
 
 namespace ia {
 
 namespace {
 
-// Iterable documents a 4 MB body and 5 requests/s per project for bulkUpdate (reference 3.1, 10.1),
-// and no record count (peers send 1000; the batch_size setting applies).
+// Iterable documents a 4 MB body and 5 requests/s per project for bulkUpdate (reference 3.1, 10.1;
+// the rate is shared_pacing's documented_limit()), and no record count (peers send 1000; the
+// batch_size setting applies).
+const char *const kBulkUpdatePath = "/api/users/bulkUpdate";
 constexpr size_t kBulkUpdateMaxBody = 4000000;  // "4MB": the smaller reading
-constexpr double kBulkUpdateRps = 5;
 
 // The fields a 400 RequestFieldsTypesMismatched names (params.validationErrors), comma-separated.
 std::string
@@ -47,8 +49,8 @@ class UserKind final : public SyncKind {
 	{
 		static const std::vector<SendOperation> ops = {
 		    {batch_class::kForgotten, "forget", nullptr, nullptr, nullptr, false, {}, nullptr},
-		    {batch_class::kSendable, "update_user", "/api/users/bulkUpdate", "planned_updates", "updated", false,
-		     {0, kBulkUpdateMaxBody, kBulkUpdateRps}, "user update"},
+		    {batch_class::kSendable, "update_user", kBulkUpdatePath, "planned_updates", "updated", false,
+		     {0, kBulkUpdateMaxBody, documented_limit(kBulkUpdatePath)}, "user update"},
 		};
 		return ops;
 	}

@@ -104,3 +104,58 @@ def test_rate_controllers_is_for_superusers(db):
     finally:
         sql(db, "RESET ROLE")
         sql(db, "REVOKE USAGE ON SCHEMA iterable_audience FROM %s; DROP ROLE %s" % (role, role))
+
+
+def test_the_learned_rate_is_remembered_across_a_restart(db, emulator, cluster):
+    """A run under a hidden limit writes the rate its pacing measured to iterable_audience.learned_rate
+    (issue 18); after a restart (shared memory gone) the next run's slot starts from it."""
+    dbname = tag(db)
+    for name in ("learn_a", "learn_b"):
+        sql(db, "CREATE TABLE " + name + " AS "
+                "SELECT %s || '.' || g || '@example.com' AS email FROM generate_series(1, 3000) g", (dbname + name,))
+        sql(db, "SELECT iterable_audience.create_sync(%s, 'email', %s, new_list_name => %s, email_column => 'email')",
+            (name, name, name))
+    emulator.set_faults({"latency_ms": 100,
+                         "rate_limits": [{"endpoint": ["subscribe", "unsubscribe"], "rate": LIMIT, "burst": 2}]})
+    bg = BackgroundRun(cluster, dbname, "learn_a", batch_size=BATCH_SIZE, retry_base_delay_ms=500,
+                       retry_max_delay_ms=30000)
+    try:
+        assert bg.join(90), "run_sync() did not return"
+    finally:
+        bg.close()
+    assert bg.error is None, bg.error
+    assert (bg.result["status"], bg.result["subscribed"], bg.result["failed"]) == ("succeeded", 3000, 0), bg.result
+    assert bg.result["rate_limited"] > 0, "a new account meets the hidden limit: %r" % bg.result
+
+    account_id = scalar(db, "SELECT account_id FROM iterable_audience.account WHERE account_name = 'email'")
+    learned = query(db, "SELECT * FROM iterable_audience.learned_rate")
+    assert [(r["account_id"], r["endpoint"]) for r in learned] == [(account_id, "/api/lists/subscribe")], learned
+    remembered = learned[0]["rate"]
+    assert LIMIT * 0.5 <= remembered <= LIMIT * 1.25, learned  # measured from the 200s, to within a request or so
+    # User state pg_dump keeps.
+    assert scalar(db, "SELECT 'iterable_audience.learned_rate'::regclass = ANY (extconfig) FROM pg_extension "
+                      "WHERE extname = 'iterable_audience'")
+
+    cluster.restart()
+    conn = cluster.connect(dbname=dbname)
+    try:
+        assert query(conn, "SELECT * FROM iterable_audience.rate_controllers()") == []
+        emulator.clear_faults()  # no 429 now: whatever the slot knows, it started with
+        bg = BackgroundRun(cluster, dbname, "learn_b", batch_size=BATCH_SIZE)
+        try:
+            assert bg.join(90), "run_sync() did not return"
+        finally:
+            bg.close()
+        assert bg.error is None, bg.error
+        assert bg.result["status"] == "succeeded" and bg.result["rate_limited"] == 0, bg.result
+        oid = scalar(conn, "SELECT oid FROM pg_database WHERE datname = current_database()")
+        slots = query(conn, "SELECT * FROM iterable_audience.rate_controllers() WHERE database_oid = %s", (oid,))
+        assert [s["endpoint"] for s in slots] == ["/api/lists/subscribe"], slots
+        # A fresh slot knows no estimate (NULL) and starts by doubling its rate; this one started at
+        # just below the remembered rate and only probed above it since.
+        assert slots[0]["estimate"] == pytest.approx(remembered), (slots, remembered)
+        assert slots[0]["rate"] <= remembered * 1.1, (slots, remembered)
+        # No 429, nothing new learned: the row is as the first run left it.
+        assert query(conn, "SELECT * FROM iterable_audience.learned_rate") == learned
+    finally:
+        conn.close()

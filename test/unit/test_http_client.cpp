@@ -146,6 +146,40 @@ TEST(HttpClient, Retries429ThenSucceeds) {
   EXPECT_EQ(srv.request_count(), 2u);
 }
 
+TEST(HttpClient, ARetryGatePacesTheRetriesOf429s) {
+  TestServer srv;
+  srv.enqueue(Action::respond(429, "Rate limit exceeded. Please try again later."));
+  srv.enqueue(Action::respond(429, "Rate limit exceeded. Please try again later."));
+  srv.enqueue(Action::respond(200, "done"));
+  ia::HttpClient c;
+  std::vector<ia::AttemptInfo> seen;
+  c.set_attempt_observer([&](const ia::AttemptInfo& i) { seen.push_back(i); });
+  int asked = 0;
+  c.set_retry_gate([&] { return ++asked % 2 == 1 ? 0.002 : 0.0; });  // refuses once per retry
+  auto opts = fast_options();
+  opts.retry.base_delay_ms = 5;
+  const auto r = c.perform(get(srv.url()), opts, kNever);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.attempts, 3);
+  EXPECT_EQ(r.rate_limited, 2);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].decision.delay_ms, 0);  // the first retry waits for the gate only
+  EXPECT_LE(seen[1].decision.delay_ms, 5);  // later ones back off by one attempt fewer
+  EXPECT_EQ(asked, 4);                       // each retry: refused once, then let go
+}
+
+TEST(HttpClient, ARetryGateDoesNotPaceOtherRetries) {
+  TestServer srv;
+  srv.enqueue(Action::respond(503, "busy"));
+  srv.enqueue(Action::respond(200, "done"));
+  ia::HttpClient c;
+  int asked = 0;
+  c.set_retry_gate([&] { return ++asked, 0.0; });
+  const auto r = c.perform(get(srv.url()), fast_options(), kNever);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(asked, 0);
+}
+
 TEST(HttpClient, Retries5xxUpToMaxAttempts) {
   for (int status : {500, 502, 503, 504}) {
     TestServer srv;
