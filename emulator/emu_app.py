@@ -15,6 +15,7 @@ from emu_faults import Faults
 from emu_http import DROP, DROP_PARTIAL, HANG, NORMAL, Response
 from emu_model import Store
 from emu_stats import Stats
+from emu_users import ROUTES as USER_ROUTES, UsersApi
 
 JSON_CT = "application/json; charset=utf-8"
 TEXT_CT = "text/plain; charset=utf-8"
@@ -46,6 +47,8 @@ def envelope(msg, code, params=None):
 
 def route(method, path):
     """(endpoint name, path argument) or (None, None)."""
+    if path in ("/api/users/update", "/api/users/bulkUpdate"):
+        return USER_ROUTES.get((method, path)), None
     event_endpoint = EVENT_ROUTES.get((method, path))     # emu_event_endpoints.py
     if event_endpoint is not None:
         return event_endpoint, None
@@ -178,6 +181,7 @@ class App:
             "delete_list": self.delete_list, "get_users": self.get_users,
             "subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
         }
+        self.handlers.update(UsersApi(self).handlers())
         install_event_endpoints(self)
 
     # ----- entry point --------------------------------------------------------------

@@ -11,9 +11,10 @@ import time
 
 from emu_event_endpoints import ENDPOINTS as EVENT_ENDPOINTS
 from emu_event_endpoints import REALISTIC_RATE_LIMITS as EVENT_RATE_LIMITS
+from emu_users import ENDPOINTS as USER_ENDPOINTS, REALISTIC_RATE_LIMITS as USER_RATE_LIMITS
 
 ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe",
-             "unsubscribe") + EVENT_ENDPOINTS
+             "unsubscribe") + USER_ENDPOINTS + EVENT_ENDPOINTS
 
 # Kinds answered instead of the real handler (state is not touched).
 RESPONSE_KINDS = ("error_500", "error_503", "status", "rate_limit", "drop", "malformed_json",
@@ -46,7 +47,7 @@ DEFAULT_UNEXPECTED_BODY = {"status": "ok", "result": {"accepted": True}}
 REALISTIC_RATE_LIMITS = [
     {"endpoint": "get_lists", "rate": 100, "burst": 100},
     {"endpoint": "get_users", "rate": 5 / 60.0, "burst": 5},
-] + EVENT_RATE_LIMITS
+] + USER_RATE_LIMITS + EVENT_RATE_LIMITS
 
 
 class FaultConfigError(ValueError):

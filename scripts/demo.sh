@@ -2,7 +2,8 @@
 # The main job, end to end on the embedded default: a temporary PostgreSQL cluster with the extension
 # and the project's Iterable emulator on loopback. Registers an account, creates a list, mirrors a
 # table of customers into it, changes the audience, syncs again, and shows the run reports, a few
-# log rows and what the emulator's list holds. Cleans up after itself.
+# log rows and what the emulator's list holds; then a user sync, and the emulator's profiles.
+# Cleans up after itself.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -104,3 +105,26 @@ members=$("$PYTHON" -c "import json,sys,urllib.request; print(len(json.load(urll
 expected=$(psql_demo -At -c "SELECT count(*) FROM customers WHERE vip")
 echo "   emulator list $list_id has $members members; the audience has $expected valid rows"
 [ "$members" = "$expected" ] && echo "   the list mirrors the audience" || { echo "   MISMATCH" >&2; exit 1; }
+
+psql_demo <<'SQL'
+\echo == 10. a user sync: the plan and VIP flag of every customer follow into the Iterable profile
+SELECT iterable_audience.create_user_sync('profiles', 'marketing', 'customers',
+       email_column => 'email', user_id_column => 'user_id',
+       data_fields => '{"firstName": "first_name", "plan": "plan", "vip": "vip"}') AS sync_id;
+SELECT action, operation, valid, error_code, count(*) FROM iterable_audience.preview_sync('profiles') GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3 DESC;
+SELECT run_id, kind, status, planned_updates, updated, failed, api_requests FROM iterable_audience.run_sync('profiles');
+\echo    ... 25 customers change plan: only they are sent
+UPDATE customers SET plan = 'pro' WHERE id IN (SELECT id FROM customers WHERE plan = 'free' ORDER BY id LIMIT 25);
+SELECT run_id, kind, status, planned_updates, updated, failed, api_requests FROM iterable_audience.run_sync('profiles');
+SELECT run_id, operation, action, record_key, status FROM iterable_audience.sync_logs
+ WHERE action = 'update_user' ORDER BY run_id DESC, record_key LIMIT 3;
+SQL
+
+echo "== 11. the emulator's profiles (dataFields keep their JSON types)"
+for uid in cust-3 cust-5; do
+	"$PYTHON" -c "import json,urllib.request; print('   ', json.dumps(json.load(urllib.request.urlopen('$EMULATOR_URL/_emulator/users?api_key=test-key-hybrid&userId=$uid'))['users'][0]))"
+done
+plans=$(psql_demo -At -c "SELECT count(*) FROM customers WHERE plan = 'pro' AND user_id IS NOT NULL AND email <> 'not-an-email'")
+pro=$("$PYTHON" -c "import json,urllib.request; print(sum(1 for u in json.load(urllib.request.urlopen('$EMULATOR_URL/_emulator/users?api_key=test-key-hybrid'))['users'] if u['dataFields'].get('plan') == 'pro'))")
+echo "   $pro profiles have plan 'pro' in the emulator; the table has $plans such customers with valid identifiers"
+[ "$pro" = "$plans" ] && echo "   the profiles follow the table" || { echo "   MISMATCH" >&2; exit 1; }

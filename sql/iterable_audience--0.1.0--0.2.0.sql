@@ -7,6 +7,92 @@
 -- Sync kinds and user syncs (issue 14)
 ------------------------------------------------------------------------------------------------
 
+-- Every sync has a kind (src/engine/sync_kind.hpp): 'list' (create_sync's mirror), 'users' (profile
+-- fields follow a table, create_user_sync) or 'events'. Only list syncs have a list. No new table:
+-- a user sync keeps its state in the same sync, sync_runs, sync_batch, record_failure and snapshot
+-- tables as a list sync (already marked for pg_dump, issue 17), so nothing new needs marking here.
+ALTER TABLE iterable_audience.sync
+    ADD COLUMN kind text NOT NULL DEFAULT 'list' CHECK (kind IN ('list', 'users', 'events')),
+    ADD COLUMN merge_nested_objects boolean NOT NULL DEFAULT false,
+    ADD COLUMN prefer_user_id boolean NOT NULL DEFAULT false,
+    ALTER COLUMN list_id DROP NOT NULL,
+    ADD CONSTRAINT sync_list_id_of_list_kind CHECK ((kind = 'list') = (list_id IS NOT NULL));
+
+ALTER TABLE iterable_audience.sync_runs
+    ADD COLUMN kind text NOT NULL DEFAULT 'list' CHECK (kind IN ('list', 'users', 'events')),
+    ADD COLUMN planned_updates bigint,
+    ADD COLUMN updated bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN iterable_audience.sync_runs.updated IS 'User profiles Iterable acknowledged (user syncs)';
+
+-- 'update_user': a user sync's batch (POST /api/users/bulkUpdate). 'forget': records that left a
+-- user sync's source, recorded without a request (nothing is sent for them) so that the snapshot
+-- forgets them and sends them again if they come back; never shown in sync_logs.
+ALTER TABLE iterable_audience.sync_batch DROP CONSTRAINT sync_batch_action_check;
+ALTER TABLE iterable_audience.sync_batch ADD CONSTRAINT sync_batch_action_check
+    CHECK (action IN ('subscribe', 'unsubscribe', 'update_user', 'forget'));
+
+CREATE OR REPLACE VIEW iterable_audience.syncs WITH (security_barrier) AS
+    SELECT s.sync_id, s.sync_name, a.account_name, s.source, s.list_id, s.email_column, s.user_id_column,
+           s.data_fields, s.schedule, s.paused, s.next_run_at,
+           s.owner::regrole AS owner, s.update_existing_users_only, s.campaign_id, s.channel_unsubscribe,
+           s.retain_sync_logs, s.sync_log_retention_days, s.snapshot_retention, s.retry_failed_records,
+           s.max_removal_fraction, s.created_at, s.updated_at,
+           last.status AS last_run_status, last.finished_at AS last_run_finished_at,
+           (SELECT n.table_name FROM iterable_audience.snapshot n
+             WHERE n.sync_id = s.sync_id AND n.filled ORDER BY n.run_id DESC LIMIT 1) AS snapshot_table,
+           s.kind, s.merge_nested_objects, s.prefer_user_id
+      FROM iterable_audience.sync s
+      JOIN iterable_audience.account a USING (account_id)
+      LEFT JOIN LATERAL (SELECT r.status, r.finished_at FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id ORDER BY r.run_id DESC LIMIT 1) last ON true
+     WHERE pg_catalog.pg_has_role(s.owner, 'USAGE');
+
+-- alter_sync gains the user syncs' two flags (the other arguments apply to every kind but those
+-- named for lists: list_id, new_list_name, update_existing_users_only, campaign_id,
+-- channel_unsubscribe, max_removal_fraction).
+DROP FUNCTION iterable_audience.alter_sync(text, text, text, bigint, text, text, text, text, jsonb, boolean, bigint,
+                                           boolean, text, boolean, integer, integer, boolean, real);
+CREATE FUNCTION iterable_audience.alter_sync(
+    sync_name     text,
+    account_name  text    DEFAULT NULL,
+    source        text    DEFAULT NULL,
+    list_id       bigint  DEFAULT NULL,
+    new_list_name text    DEFAULT NULL,
+    new_list_description text DEFAULT NULL,
+    email_column   text   DEFAULT NULL,
+    user_id_column text   DEFAULT NULL,
+    data_fields    jsonb  DEFAULT NULL,
+    update_existing_users_only boolean DEFAULT NULL,
+    campaign_id         bigint  DEFAULT NULL,
+    channel_unsubscribe boolean DEFAULT NULL,
+    schedule      text    DEFAULT NULL,
+    retain_sync_logs          boolean DEFAULT NULL,
+    sync_log_retention_days   integer DEFAULT NULL,
+    snapshot_retention        integer DEFAULT NULL,
+    retry_failed_records      boolean DEFAULT NULL,
+    max_removal_fraction      real    DEFAULT NULL,
+    merge_nested_objects      boolean DEFAULT NULL,
+    prefer_user_id            boolean DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'ia_alter_sync' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- run_sync returns a sync_runs row: its type gained columns, the function is the same.
+CREATE FUNCTION iterable_audience.create_user_sync(
+    sync_name      text,
+    account_name   text,
+    source         text,
+    email_column   text    DEFAULT NULL,
+    user_id_column text    DEFAULT NULL,
+    data_fields    jsonb   DEFAULT NULL,
+    merge_nested_objects boolean DEFAULT false,
+    prefer_user_id boolean DEFAULT false,
+    schedule       text    DEFAULT 'manual',
+    retain_sync_logs        boolean DEFAULT true,
+    sync_log_retention_days integer DEFAULT 30,
+    snapshot_retention      integer DEFAULT 3,
+    retry_failed_records    boolean DEFAULT true)
+RETURNS bigint AS 'MODULE_PATHNAME', 'ia_create_user_sync' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+
 
 
 ------------------------------------------------------------------------------------------------
@@ -186,7 +272,7 @@ COMMENT ON FUNCTION iterable_audience.next_due_time(text, timestamptz, integer) 
 -- passed: two due runs in a row came and went without a success. Exact for intervals and cron alike.
 CREATE VIEW iterable_audience.sync_health WITH (security_barrier) AS
     SELECT s.sync_name,
-           'list'::text AS kind,  -- kind: replaced by syncs.kind when issue 14 merges
+           s.kind,
            s.paused,
            last.status AS last_run_status,
            last.finished_at AS last_run_finished_at,
@@ -216,9 +302,9 @@ GRANT SELECT ON iterable_audience.sync_health TO PUBLIC;
 -- 'running' by a crash, not yet marked failed, is not shown. Updated as Iterable answers batches.
 CREATE VIEW iterable_audience.sync_progress WITH (security_barrier) AS
     SELECT r.run_id, r.sync_name,
-           'list'::text AS kind,  -- kind: replaced by sync_runs.kind when issue 14 merges
+           r.kind,
            r.phase, r.records_planned,
-           r.subscribed + r.unsubscribed + r.failed AS records_done,
+           r.subscribed + r.unsubscribed + r.updated + r.failed AS records_done,
            r.api_requests, r.rate_limited, r.started_at
       FROM iterable_audience.sync_runs r
      WHERE r.status = 'running'
@@ -249,11 +335,11 @@ DECLARE
     mid     integer;
 BEGIN
     payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id,
-                                 'kind', 'list',  -- kind: NEW.kind when issue 14 merges
+                                 'kind', NEW.kind,
                                  'status', NEW.status, 'failed', NEW.failed, 'error', NEW.error)::text;
     IF octet_length(payload) > limit_bytes THEN
         -- The longest prefix of the error (in characters) that fits with "..." appended.
-        base := octet_length(json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', 'list',
+        base := octet_length(json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
                                                'status', NEW.status, 'failed', NEW.failed, 'error', '...')::text);
         lo := 0;
         hi := least(length(NEW.error), limit_bytes);
@@ -265,7 +351,7 @@ BEGIN
                 hi := mid - 1;
             END IF;
         END LOOP;
-        payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', 'list',
+        payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
                                      'status', NEW.status, 'failed', NEW.failed,
                                      'error', left(NEW.error, lo) || '...')::text;
     END IF;

@@ -67,8 +67,12 @@ void append_int(std::string& out, int64_t v) {
 
 bool is_absent_json(std::string_view s) { return s.empty() || s == "null"; }
 
-void append_subscribers(std::string& out, const std::vector<Subscriber>& subscribers, bool with_data_fields) {
-    out += "\"subscribers\":[";
+// "<key>":[{"email":..,"userId":..,"dataFields":..<record_suffix>},...]
+void append_records(std::string& out, const char* key, const std::vector<Subscriber>& subscribers,
+                    bool with_data_fields, std::string_view record_suffix = {}) {
+    out += '"';
+    out += key;
+    out += "\":[";
     bool first = true;
     for (const Subscriber& s : subscribers) {
         if (!first) out += ',';
@@ -90,6 +94,11 @@ void append_subscribers(std::string& out, const std::vector<Subscriber>& subscri
             if (need_comma) out += ',';
             out += "\"dataFields\":";
             out += s.data_fields_json;
+            need_comma = true;
+        }
+        if (!record_suffix.empty()) {
+            if (need_comma) out += ',';
+            out += record_suffix;
         }
         out += '}';
     }
@@ -305,7 +314,7 @@ void append_subscribe_body(std::string& out, int64_t list_id, const std::vector<
     out += "{\"listId\":";
     append_int(out, list_id);
     out += ',';
-    append_subscribers(out, subscribers, true);
+    append_records(out, "subscribers", subscribers, true);
     out += update_existing_users_only ? ",\"updateExistingUsersOnly\":true}" : ",\"updateExistingUsersOnly\":false}";
 }
 
@@ -315,12 +324,23 @@ void append_unsubscribe_body(std::string& out, int64_t list_id, const std::vecto
     out += "{\"listId\":";
     append_int(out, list_id);
     out += ',';
-    append_subscribers(out, subscribers, false);
+    append_records(out, "subscribers", subscribers, false);
     if (campaign_id) {
         out += ",\"campaignId\":";
         append_int(out, *campaign_id);
     }
     out += channel_unsubscribe ? ",\"channelUnsubscribe\":true}" : ",\"channelUnsubscribe\":false}";
+}
+
+void append_bulk_update_body(std::string& out, const std::vector<Subscriber>& users, bool prefer_user_id,
+                             bool merge_nested_objects) {
+    std::string flags;
+    if (prefer_user_id) flags += "\"preferUserId\":true";
+    if (merge_nested_objects) flags += flags.empty() ? "\"mergeNestedObjects\":true" : ",\"mergeNestedObjects\":true";
+    out.reserve(out.size() + estimate_size(users, true) + users.size() * flags.size());
+    out += '{';
+    append_records(out, "users", users, true, flags);
+    out += '}';
 }
 
 BulkResponse parse_bulk_response(std::string_view body, const std::vector<Subscriber>& sent, BulkAction action) {

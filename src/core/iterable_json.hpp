@@ -43,6 +43,13 @@ void append_subscribe_body(std::string& out, int64_t list_id, const std::vector<
 void append_unsubscribe_body(std::string& out, int64_t list_id, const std::vector<Subscriber>& subscribers,
                              std::optional<int64_t> campaign_id, bool channel_unsubscribe);
 
+// POST /api/users/bulkUpdate: {"users":[{"email":..,"userId":..,"dataFields":{..},
+// "preferUserId":true,"mergeNestedObjects":true},...]}; the two flags are written on every user
+// when set, omitted when false (Iterable's default). dataFields keep their JSON types (embedded
+// verbatim). Its answer has the subscribe answer's shape: parse it with BulkAction::Subscribe.
+void append_bulk_update_body(std::string& out, const std::vector<Subscriber>& users, bool prefer_user_id,
+                             bool merge_nested_objects);
+
 enum class BulkAction { Subscribe, Unsubscribe };
 
 struct RowOutcome {

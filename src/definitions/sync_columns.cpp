@@ -78,7 +78,8 @@ check_mapping_rules(const SyncDefinition &sync)
 		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "email_column must not be empty");
 	if (sync.user_id_column && sync.user_id_column->empty())
 		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "user_id_column must not be empty");
-	if (sync.project_type == "email" && !sync.email_column)
+	// preferUserId (user syncs) lets a userId alone identify a user of an email-based project.
+	if (sync.project_type == "email" && !sync.email_column && !sync.prefer_user_id)
 		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
 		                "account \"" + sync.account_name + "\" is an email-based project: email_column is required",
 		                "Name the source column holding email addresses, e.g. email_column => 'email'.");

@@ -20,8 +20,11 @@ const char *const kSelectSync =
     "s.source_search_path, s.list_id, s.email_column, s.user_id_column, s.data_fields::text, "
     "s.update_existing_users_only, s.campaign_id, s.channel_unsubscribe, s.schedule, s.paused, "
     "s.retain_sync_logs, s.sync_log_retention_days, s.snapshot_retention, s.retry_failed_records, "
-    "s.max_removal_fraction, s.reset_pending "
-    "FROM iterable_audience.sync s JOIN iterable_audience.account a USING (account_id) ";
+    "s.max_removal_fraction, s.reset_pending, ";
+const char *const kSelectKinds = "s.kind, s.merge_nested_objects, s.prefer_user_id ";
+// Before ALTER EXTENSION iterable_audience UPDATE to 0.2.0 every sync is a list sync.
+const char *const kSelectNoKinds = "'list', false, false ";
+const char *const kFromSync = "FROM iterable_audience.sync s JOIN iterable_audience.account a USING (account_id) ";
 
 bool
 is_true(const pg::SqlValue &v)
@@ -41,7 +44,7 @@ from_row(const pg::SqlRow &r)
 	s.project_type = *r[5];
 	s.source = *r[6];
 	s.search_path = *r[7];
-	s.list_id = std::stoll(*r[8]);
+	s.list_id = r[8] ? std::stoll(*r[8]) : 0;
 	s.email_column = r[9];
 	s.user_id_column = r[10];
 	if (r[11])
@@ -58,6 +61,9 @@ from_row(const pg::SqlRow &r)
 	s.retry_failed_records = is_true(r[20]);
 	s.max_removal_fraction = std::stod(*r[21]);
 	s.reset_pending = is_true(r[22]);
+	s.kind = *r[23];
+	s.merge_nested_objects = is_true(r[24]);
+	s.prefer_user_id = is_true(r[25]);
 	return s;
 }
 
@@ -67,7 +73,10 @@ load_where(const std::string &where, const std::string &value, const std::string
 	pg::SqlResult r;
 	{
 		pg::AsRole as_owner(pg::extension_owner());
-		r = pg::exec((std::string(kSelectSync) + where).c_str(), {value}, true);
+		r = pg::exec((std::string(kSelectSync) + (sync_kinds_installed() ? kSelectKinds : kSelectNoKinds) + kFromSync +
+		              where)
+		                 .c_str(),
+		             {value}, true);
 	}
 	if (r.empty())
 		throw UserError(ERRCODE_UNDEFINED_OBJECT, "sync " + what + " does not exist",
@@ -77,6 +86,15 @@ load_where(const std::string &where, const std::string &value, const std::string
 }
 
 }  // namespace
+
+bool
+sync_kinds_installed()
+{
+	pg::SqlValue v = pg::exec_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = "
+	                                 "'iterable_audience.sync'::regclass AND attname = 'kind' AND NOT attisdropped)",
+	                                 {}, true);
+	return v && *v == "t";
+}
 
 SyncDefinition
 load_sync(const std::string &name)

@@ -12,13 +12,14 @@ namespace ia {
 struct SyncDefinition {
 	int64_t sync_id = 0;
 	std::string name;
+	std::string kind = "list";  // 'list' | 'users' | 'events' (engine/sync_kind.hpp)
 	unsigned int owner = 0;
 	int64_t account_id = 0;
 	std::string account_name;
 	std::string project_type;  // of the account: 'email' | 'user_id' | 'hybrid'
 	std::string source;
 	std::string search_path;   // search_path in force at create_sync, used to read the source
-	int64_t list_id = 0;
+	int64_t list_id = 0;       // list syncs only (0 for other kinds)
 	std::optional<std::string> email_column;
 	std::optional<std::string> user_id_column;
 	std::vector<std::pair<std::string, std::string>> data_fields;  // Iterable field -> source column
@@ -33,7 +34,14 @@ struct SyncDefinition {
 	bool retry_failed_records = true;
 	double max_removal_fraction = 0.5;
 	bool reset_pending = false;
+	bool merge_nested_objects = false;  // user syncs: Iterable's mergeNestedObjects
+	bool prefer_user_id = false;        // user syncs: Iterable's preferUserId
 };
+
+// Whether the installed schema has sync kinds (0.2.0): false between installing this library and
+// ALTER EXTENSION iterable_audience UPDATE, when list syncs keep working on the 0.1.0 tables.
+// Requires an SPI session.
+bool sync_kinds_installed();
 
 // Requires an SPI session. Raise a clear error when the sync does not exist.
 SyncDefinition load_sync(const std::string &name);

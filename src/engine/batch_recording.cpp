@@ -11,11 +11,27 @@ const int64_t kRefusedChunk = 1000;  // refused rows per sync_batch row
 
 }  // namespace
 
+std::string
+record_bytes_sql()
+{
+	// json_build_object's text has a space around each ':' and after each ',': never shorter than
+	// the compact JSON the request carries; 64 more bytes cover a record's flags and its comma.
+	return "(octet_length(json_build_object('email', email, 'userId', user_id, 'dataFields', data_fields)::text) + 64)";
+}
+
 std::vector<LoadedBatch>
-load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, const std::string &after_row,
+load_batches(const RunTarget &t, int first_batch_no, const SendOperation &op, const std::string &after_row,
              const std::vector<int64_t> &sizes)
 {
 	const std::string run = std::to_string(t.run_id), sync = std::to_string(t.sync_id);
+	// The rows of a batch: the next $3 of the class in physical order; with a body cap, only as
+	// many of them as fit in it (a running sum of their sizes, in the same order).
+	std::string rows = "SELECT ctid, record_key, operation, email, user_id, data_fields, row_hash, error_message FROM " +
+	                   t.plan_table + " WHERE ctid > $2::tid AND batch_class = $1::integer LIMIT $3::bigint";
+	if (op.limits.max_body_bytes > 0)
+		rows = "SELECT * FROM (SELECT *, sum(" + record_bytes_sql() +
+		       ") OVER (ORDER BY ctid ROWS UNBOUNDED PRECEDING) AS body_bytes FROM (" + rows + ") l) w "
+		       "WHERE body_bytes <= " + std::to_string(op.limits.max_body_bytes - kBodyEnvelopeBytes);
 	// One statement per batch: its plan rows (a TID range scan from after_row on, in physical order,
 	// which feeds the aggregates in that order) aggregated into one row of arrays, written as the
 	// batch's ledger row and returned as they are: one row of arrays costs far less to hand back
@@ -26,11 +42,10 @@ load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, const std
 	    "array_agg(row_hash) AS row_hashes, "
 	    "CASE WHEN bool_or(error_message IS NOT NULL) THEN array_agg(error_message) END AS notes, "
 	    "CASE WHEN bool_or(data_fields IS NOT NULL) THEN array_agg(data_fields::text) END AS data_fields "
-	    "FROM (SELECT ctid, record_key, operation, email, user_id, data_fields, row_hash, error_message FROM " +
-	    t.plan_table + " WHERE ctid > $2::tid AND batch_class = $1::integer LIMIT $3::bigint) r), "
+	    "FROM (" + rows + ") r), "
 	    "ledger AS (INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, "
 	    "record_keys, operations, emails, user_ids, row_hashes, notes) SELECT " + run + ", $4::integer, " + sync +
-	    ", 'sent', " + (unsubscribe ? "'unsubscribe'" : "'subscribe'") + ", " + (t.keep_logs ? "true" : "false") +
+	    ", 'sent', " + pg::quote_literal(op.action) + ", " + (t.keep_logs ? "true" : "false") +
 	    ", record_keys, operations, emails, user_ids, row_hashes, notes FROM b WHERE last_row IS NOT NULL) "
 	    "SELECT ARRAY[last_row], emails, user_ids, data_fields FROM b";
 	return pg::in_transaction([&] {
@@ -41,7 +56,7 @@ load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, const std
 		for (int64_t size : sizes) {
 			int batch_no = first_batch_no + static_cast<int>(batches.size());
 			std::vector<std::vector<pg::SqlValue>> columns = pg::exec_prepared_arrays(
-			    sql, {unsubscribe ? "0" : "1", after, std::to_string(size), std::to_string(batch_no)});
+			    sql, {std::to_string(op.batch_class), after, std::to_string(size), std::to_string(batch_no)});
 			if (columns.size() != 4 || columns[0].size() != 1 || !columns[0][0])
 				break;  // no row left in this class
 			LoadedBatch batch{batch_no, *columns[0][0], std::move(columns[1]), std::move(columns[2]),
@@ -50,6 +65,25 @@ load_batches(const RunTarget &t, int first_batch_no, bool unsubscribe, const std
 			batches.push_back(std::move(batch));
 		}
 		return batches;
+	});
+}
+
+int64_t
+record_local_operation(const RunTarget &t, int batch_no, const SendOperation &op)
+{
+	const std::string cls = std::to_string(op.batch_class);
+	return pg::in_transaction([&] {
+		pg::exec_prepared("SET LOCAL synchronous_commit = on");
+		pg::SqlValue n = pg::exec_scalar(
+		    ("WITH ledger AS (INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, "
+		     "answered_at, record_keys, operations, emails, user_ids, row_hashes) SELECT " + std::to_string(t.run_id) +
+		     ", " + std::to_string(batch_no) + ", " + std::to_string(t.sync_id) + ", 'sent', " +
+		     pg::quote_literal(op.action) + ", false, clock_timestamp(), array_agg(record_key), array_agg(operation), "
+		     "array_agg(email), array_agg(user_id), array_agg(row_hash) FROM " + t.plan_table +
+		     " WHERE batch_class = " + cls + " HAVING count(*) > 0 RETURNING cardinality(record_keys)) "
+		     "SELECT coalesce(sum(cardinality), 0) FROM ledger")
+		        .c_str());
+		return n ? std::stoll(*n) : 0;
 	});
 }
 
@@ -114,7 +148,7 @@ record_batch(const RunTarget &t, const BatchOutcome &o)
 		         {run, batch_no, positions, pg::array_literal(failed_codes), pg::array_literal(failed_retryable)});
 
 	int64_t failures = static_cast<int64_t>(o.failures.size());
-	std::string counter = o.unsubscribe ? "unsubscribed" : "subscribed";
+	std::string counter = o.done_column;
 	pg::exec_prepared("UPDATE iterable_audience.sync_runs SET " + counter + " = " + counter + " + $2::bigint, "
 	                  "failed = failed + $3::bigint, api_requests = api_requests + $4::bigint, "
 	                  "rate_limited = rate_limited + $5::bigint WHERE run_id = $1::bigint",
@@ -134,7 +168,7 @@ record_refused_rows(const RunTarget &t)
 	if (t.keep_logs)
 		pg::exec(("INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, answered_at, "
 		          "record_keys, operations, emails, user_ids, row_hashes, error_codes, error_messages) "
-		          "SELECT " + run + ", -1 - chunk, " + sync + ", 'refused', 'subscribe', true, clock_timestamp(), "
+		          "SELECT " + run + ", -1 - chunk, " + sync + ", 'refused', " + pg::quote_literal(t.refused_action) + ", true, clock_timestamp(), "
 		          "array_agg(record_key ORDER BY seq), array_agg(operation ORDER BY seq), array_agg(email ORDER BY seq), "
 		          "array_agg(user_id ORDER BY seq), array_agg(row_hash ORDER BY seq), array_agg(error_code ORDER BY seq), "
 		          "array_agg(error_message ORDER BY seq) FROM (SELECT *, (row_number() OVER (ORDER BY seq) - 1) / " +

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/sync_kind.hpp"
+
 namespace ia {
 
 namespace pg {
@@ -23,7 +25,7 @@ struct RowFailure {
 struct BatchOutcome {
 	int batch_no;
 	int64_t rows;
-	bool unsubscribe;
+	const char *done_column;           // sync_runs column counting the records that succeeded
 	std::vector<RowFailure> failures;  // rows not listed here succeeded
 	int64_t requests;                  // HTTP attempts spent
 	int64_t rate_limited;              // of which answered 429
@@ -38,6 +40,7 @@ struct RunTarget {
 	std::string plan_table;  // pg_temp table holding the plan
 	bool keep_logs;
 	bool failures_possible;  // record_failure may hold rows of this sync (else no need to clear them)
+	const char *refused_action;  // sync_batch.action of the rows refused before sending
 };
 
 // A batch as written to the ledger: its records' email, user_id and data_fields (as text), in the
@@ -48,7 +51,7 @@ struct LoadedBatch {
 	std::vector<std::optional<std::string>> emails, user_ids, data_fields;
 };
 
-// Reads consecutive batches of a class from the plan table, after its row `after_row` (a ctid;
+// Reads consecutive batches of an operation's class from the plan table, after its row `after_row` (a ctid;
 // "(0,0)" to start), of sizes[0], sizes[1] ... rows (a batch comes back shorter, or not at all,
 // when the class runs out), numbered from `first_batch_no`, and writes each as one row of the run's
 // ledger, all committed durably together (synchronous_commit on for the transaction, one WAL flush
@@ -56,9 +59,22 @@ struct LoadedBatch {
 // these records may have been applied (snapshot_tables.hpp). Runs its own transaction.
 //
 // The plan table is read in its physical order, by ctid range, without an index: it was written in
-// one pass in seq order and is never updated but to move rows to class 3 (which is never read here).
-std::vector<LoadedBatch> load_batches(const RunTarget &target, int first_batch_no, bool unsubscribe,
+// one pass in seq order and is never updated but to move rows to classes 2 and 3 (never read here).
+// With op.limits.max_body_bytes, a batch also ends before the records' JSON would pass the cap
+// (record_bytes_sql()); records alone over it were refused 'too_large' at planning.
+std::vector<LoadedBatch> load_batches(const RunTarget &target, int first_batch_no, const SendOperation &op,
                                       const std::string &after_row, const std::vector<int64_t> &sizes);
+
+// Records, as one answered ledger row that sync_logs does not show, the plan rows of an operation
+// sent nowhere (SendOperation::path nullptr: a user sync's records that left its source), so that
+// the run's snapshot forgets them. Returns how many there were. Runs its own transaction.
+int64_t record_local_operation(const RunTarget &target, int batch_no, const SendOperation &op);
+
+// The bytes a plan row takes in a request body at most (its JSON, with room for per-record flags),
+// as an SQL expression over the plan table's columns.
+std::string record_bytes_sql();
+// Bytes of a request body around its records at most.
+constexpr size_t kBodyEnvelopeBytes = 64;
 
 // Removes from the ledger batches that were written but never sent (a run that stops sending
 // early): nothing of them can have been applied. Requires an open transaction with SPI.

@@ -1,3 +1,5 @@
+#include "engine/sync_kind.hpp"
+#include "engine/batch_recording.hpp"
 #include "engine/plan_sql.hpp"
 
 #include "pg/spi.hpp"
@@ -162,11 +164,14 @@ audience_sql(const SyncDefinition &sync)
 	const std::string user_id_given = "nullif(c.raw_user_id, '') IS NOT NULL";
 	std::string problem;
 	std::string missing_message;
-	if (sync.project_type == "email") {
+	// Which identifiers a row needs: the project type's, except that Iterable's preferUserId lets a
+	// userId alone designate (or create) a user of an email-based project, as in a hybrid one.
+	const std::string identity = sync.project_type == "email" && sync.prefer_user_id ? "hybrid" : sync.project_type;
+	if (identity == "email") {
 		problem = "CASE WHEN c.email IS NOT NULL THEN NULL WHEN " + email_given +
 		          " THEN 'invalid_email' ELSE 'missing_identifier' END";
 		missing_message = "the email column is NULL or empty";
-	} else if (sync.project_type == "user_id") {
+	} else if (identity == "user_id") {
 		problem = "CASE WHEN c.user_id IS NOT NULL THEN NULL WHEN " + user_id_given +
 		          " THEN 'invalid_user_id' ELSE 'missing_identifier' END";
 		missing_message = "the userId column is NULL or empty";
@@ -220,6 +225,7 @@ plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline,
 	             : "(SELECT NULL::text AS record_key, NULL::text AS email, NULL::text AS user_id, "
 	               "NULL::bigint AS row_hash WHERE false)";
 	const std::string reset = sync.reset_pending ? "true" : "false";
+	const SyncKind &kind = sync_kind(sync.kind);
 
 	// The audience is read once, into a materialized CTE (a tuplestore: cheaper than a table).
 	// Duplicate keys: key_seen_before() flags, in that single pass, every row whose key may have come
@@ -256,12 +262,26 @@ plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline,
 	       "'another audience row has the same record key; only one row per key is sent', r.row_hash, p.row_hash "
 	       "FROM ranked_dups r LEFT JOIN " + snapshot + " p ON p.record_key = r.record_key WHERE r.dup_rank > 1), "
 	       "everything AS (SELECT * FROM diff UNION ALL SELECT * FROM refused) "
-	       // Numbered without sorting: a run sends class 0 (unsubscribes), then 1 (subscribes); 2 is refused.
+	       // Numbered without sorting; the classes are sync_kind.hpp's (the kind says where departures go).
 	       "SELECT row_number() OVER () AS seq, "
-	       "CASE WHEN NOT e.valid THEN 2 WHEN e.operation = 'delete' THEN 0 ELSE 1 END AS batch_class, "
-	       "e.operation, CASE WHEN e.operation = 'delete' THEN 'unsubscribe' ELSE 'subscribe' END AS action, "
+	       "CASE WHEN NOT e.valid THEN " + std::to_string(batch_class::kRefused) + " WHEN e.operation = 'delete' THEN " +
+	       std::to_string(kind.departure_class()) + " ELSE " + std::to_string(batch_class::kSendable) +
+	       " END AS batch_class, e.operation, CASE WHEN e.operation = 'delete' THEN " +
+	       pg::quote_literal(kind.departure_action()) + " ELSE " + pg::quote_literal(kind.send_action()) +
+	       " END AS action, "
 	       "e.record_key, e.email, e.user_id, e.data_fields, e.valid, e.error_code, e.error_message, e.row_hash, "
 	       "e.prev_hash FROM everything e";
+}
+
+std::string
+refuse_oversized_sql(const SendOperation &op, const std::string &plan_table)
+{
+	const size_t room = op.limits.max_body_bytes - kBodyEnvelopeBytes;
+	return "UPDATE " + plan_table + " SET batch_class = " + std::to_string(batch_class::kRefused) +
+	       ", valid = false, error_code = 'too_large', error_message = format('the record takes %s bytes in a "
+	       "request body, more than the %s bytes Iterable accepts in one request to " + std::string(op.path) +
+	       "', " + record_bytes_sql() + ", " + std::to_string(op.limits.max_body_bytes) + ") WHERE batch_class = " +
+	       std::to_string(op.batch_class) + " AND " + record_bytes_sql() + " > " + std::to_string(room);
 }
 
 std::string

@@ -28,6 +28,12 @@ std::string audience_sql(const SyncDefinition &sync);
 // unknown), to size the duplicate-key filter.
 std::string plan_sql(const SyncDefinition &sync, const std::optional<std::string> &baseline, int64_t expected_keys);
 
+struct SendOperation;
+
+// UPDATE of the plan table: the records of an operation with a body cap that alone exceed it are
+// refused (batch_class 2, error_code 'too_large') before anything is sent.
+std::string refuse_oversized_sql(const SendOperation &op, const std::string &plan_table);
+
 // UPDATE of the plan table: batch_class 3 for records not to send again (record_failure).
 std::string skip_remembered_failures_sql(const SyncDefinition &sync, const std::string &plan_table);
 

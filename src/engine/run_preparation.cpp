@@ -1,3 +1,4 @@
+#include "engine/sync_kind.hpp"
 #include "engine/plan_sql.hpp"
 #include "engine/run_preparation.hpp"
 #include "settings.hpp"
@@ -49,6 +50,9 @@ build_plan(const SyncDefinition &sync, const std::string &table, const std::opti
 		pg::exec(sql.c_str());
 	}
 	pg::AsRole as_extension_owner(pg::extension_owner());
+	for (const SendOperation &op : sync_kind(sync.kind).operations())
+		if (op.limits.max_body_bytes > 0)
+			pg::exec(refuse_oversized_sql(op, table).c_str());
 	if (failures_possible)
 		pg::exec(skip_remembered_failures_sql(sync, table).c_str());
 }

@@ -29,6 +29,11 @@ snapshot_table_name(const std::string &sync_name, int64_t run_id)
 	return table + suffix;
 }
 
+// Ledger actions after which a record is off the snapshot once applied (a list's unsubscribe; a
+// user sync's record that left the source), and those that put their values in it.
+const std::string kRemovingActions = "('unsubscribe', 'forget')";
+const std::string kSendingActions = "('subscribe', 'update_user')";
+
 }  // namespace
 
 std::string
@@ -48,19 +53,19 @@ settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id)
 		// The first snapshot: only what this run's batches applied, or may have (no join needed).
 		return "SELECT l.record_key, l.email, l.user_id, CASE WHEN l.state = 'doubt' THEN " + doubt +
 		       "::bigint ELSE l.row_hash END AS row_hash, l.at AS synced_at, " + run + "::bigint AS run_id FROM " +
-		       sent + " l WHERE l.state <> 'failed' AND NOT (l.state = 'applied' AND l.action = 'unsubscribe')";
+		       sent + " l WHERE l.state <> 'failed' AND NOT (l.state = 'applied' AND l.action IN " + kRemovingActions + ")";
 	const std::string keep_prev = "(l.record_key IS NULL OR l.state = 'failed')";
 	return "SELECT coalesce(l.record_key, p.record_key) AS record_key, "
-	       "CASE WHEN " + keep_prev + " THEN p.email WHEN l.action = 'subscribe' THEN l.email "
+	       "CASE WHEN " + keep_prev + " THEN p.email WHEN l.action IN " + kSendingActions + " THEN l.email "
 	       "ELSE coalesce(p.email, l.email) END AS email, "
-	       "CASE WHEN " + keep_prev + " THEN p.user_id WHEN l.action = 'subscribe' THEN l.user_id "
+	       "CASE WHEN " + keep_prev + " THEN p.user_id WHEN l.action IN " + kSendingActions + " THEN l.user_id "
 	       "ELSE coalesce(p.user_id, l.user_id) END AS user_id, "
 	       "CASE WHEN " + keep_prev + " THEN p.row_hash WHEN l.state = 'doubt' THEN " + doubt +
 	       "::bigint ELSE l.row_hash END AS row_hash, "
 	       "CASE WHEN " + keep_prev + " THEN p.synced_at ELSE l.at END AS synced_at, "
 	       "CASE WHEN " + keep_prev + " THEN p.run_id ELSE " + run + "::bigint END AS run_id "
 	       "FROM " + *previous + " p FULL JOIN " + sent + " l ON l.record_key = p.record_key "
-	       "WHERE NOT (l.record_key IS NOT NULL AND ((l.state = 'applied' AND l.action = 'unsubscribe') OR "
+	       "WHERE NOT (l.record_key IS NOT NULL AND ((l.state = 'applied' AND l.action IN " + kRemovingActions + ") OR "
 	       "(l.state = 'failed' AND p.record_key IS NULL)))";
 }
 

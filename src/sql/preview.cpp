@@ -44,7 +44,10 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	const std::string plan = "pg_temp.ia_preview_plan_" + suffix;
 	ia::build_plan(sync, plan, baseline, baseline_rows, true);  // looks for remembered failures: a preview runs once
 
-	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields, valid, error_code, "
+	// data_fields is computed (|| '{}'), not read: a large value stored out of line in the plan table
+	// would reach the result as a pointer into that table, which is dropped before the result is read.
+	std::string sql = "SELECT operation, action, record_key, email, user_id, data_fields || '{}'::jsonb, valid, "
+	                  "error_code, "
 	                  "error_message FROM " + plan + " WHERE batch_class < 3 ORDER BY batch_class, record_key, seq";
 	{
 		ia::pg::AsRole as_owner(ia::pg::extension_owner());

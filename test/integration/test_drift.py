@@ -222,10 +222,9 @@ def test_sync_of_another_kind(db, emulator):
     create_people(db, 3)
     create_sync(db, "vip")
     run_sync(db, "vip")
-    # Syncs gain a kind in version 0.2 (issue 14); without that branch, add the column here.
-    sql(db, "ALTER TABLE iterable_audience.sync ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'list'")
     assert check(db, "vip") == []
-    sql(db, "UPDATE iterable_audience.sync SET kind = 'users' WHERE sync_name = 'vip'")
+    # A user sync (issue 14) has no list.
+    sql(db, "UPDATE iterable_audience.sync SET kind = 'users', list_id = NULL WHERE sync_name = 'vip'")
     for fn in ("check_list", "repair_list"):
         code, message, hint = error_of(db, "SELECT * FROM iterable_audience.%s('vip')" % fn)
         assert code == "42809"

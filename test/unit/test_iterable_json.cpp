@@ -96,6 +96,27 @@ TEST(SubscribeBody, DataFieldsNullIsAbsent) {
     EXPECT_EQ(out, "{\"listId\":1,\"subscribers\":[{\"email\":\"a@b.co\"}],\"updateExistingUsersOnly\":false}");
 }
 
+TEST(BulkUpdateBody, ExactTextWithAndWithoutFlags) {
+    std::vector<Subscriber> users = {
+        sub("a@example.com", "u1", "{\"n\": 1, \"vip\": true, \"prefs\": {\"x\": [1, 2]}}"),
+        sub("", "u2"),
+        sub("c@example.com", "", "null"),
+    };
+    std::string out;
+    append_bulk_update_body(out, users, false, false);
+    EXPECT_EQ(out, "{\"users\":[{\"email\":\"a@example.com\",\"userId\":\"u1\",\"dataFields\":{\"n\": 1, "
+                   "\"vip\": true, \"prefs\": {\"x\": [1, 2]}}},{\"userId\":\"u2\"},{\"email\":\"c@example.com\"}]}");
+    std::string flagged;
+    append_bulk_update_body(flagged, {sub("", "u2"), sub("d@example.com", "", "{}")}, true, true);
+    EXPECT_EQ(flagged, "{\"users\":[{\"userId\":\"u2\",\"preferUserId\":true,\"mergeNestedObjects\":true},"
+                       "{\"email\":\"d@example.com\",\"dataFields\":{},\"preferUserId\":true,"
+                       "\"mergeNestedObjects\":true}]}");
+    std::string merge_only;
+    append_bulk_update_body(merge_only, {sub("", "u3")}, false, true);
+    EXPECT_EQ(merge_only, "{\"users\":[{\"userId\":\"u3\",\"mergeNestedObjects\":true}]}");
+    EXPECT_TRUE(json::parse(out).is_object() && json::parse(flagged).is_object());
+}
+
 TEST(SubscribeBody, ParsesAsJson) {
     std::vector<Subscriber> subs;
     for (int i = 0; i < 1000; ++i)
