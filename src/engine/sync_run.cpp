@@ -15,6 +15,7 @@
 #include "iterable/shared_pacing.hpp"
 #include "settings.hpp"
 #include "engine/snapshot_tables.hpp"
+#include "engine/source_changes.hpp"
 #include "definitions/sync_definition.hpp"
 #include "engine/sync_lock.hpp"
 #include "engine/sync_run.hpp"
@@ -92,6 +93,7 @@ class Run {
 	int64_t list_size_ = 0;
 	int64_t failed_ = 0;
 	bool failures_possible_ = true;
+	bool read_source_ = false;  // prepare_source_read() ran: finish() records what the read saw
 	std::vector<std::string> notes_;  // said in the run's error column even when it succeeds
 	std::vector<std::pair<const char *, double>> phases_;  // seconds per phase, logged at the end
 
@@ -163,6 +165,8 @@ void
 Run::plan()
 {
 	report("reading the audience");
+	prepare_source_read(sync_, request_.run_id);
+	read_source_ = true;
 	pg::in_transaction([&] {
 		check_owner_exists(sync_);
 		if (!account_usable_by(account_, sync_.owner))
@@ -452,6 +456,8 @@ Run::finish(const std::string &status, const std::string &error)
 		         "WHERE run_id = $1::bigint",
 		         {std::to_string(request_.run_id), status, text, previous_snapshot_});
 		bool completed = status == "succeeded" || status == "succeeded_with_failures";
+		if (read_source_)
+			record_source_read(sync_, request_.run_id, completed && failed_ == refused_);
 		std::optional<std::string> next = next_run_at_text(sync_.schedule);
 		pg::exec("UPDATE iterable_audience.sync SET reset_pending = reset_pending AND NOT $2::boolean, "
 		         "next_run_at = CASE WHEN paused THEN NULL ELSE to_timestamp($3::double precision) END "
@@ -494,6 +500,7 @@ Run::retention()
 		std::string message = e.message;
 		pg::guard([&] { ereport(WARNING, (errmsg("iterable_audience: retention after %s skipped: %s", run_label().c_str(), message.c_str()))); });
 	}
+	prune_source_changes();
 }
 
 void
@@ -502,6 +509,20 @@ Run::perform()
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
 	timed("settle", [&] { settle_earlier_runs(); });
+	if (!request_.force) {
+		// Nothing changed since the last run sent everything: done without reading the source.
+		std::optional<std::string> idle;
+		timed("idle check", [&] { idle = pg::in_transaction([&] { return idle_run_note(sync_); }); });
+		if (idle) {
+			notes_.push_back(*idle);
+			pg::in_transaction([&] { previous_snapshot_ = latest_snapshot_table(sync_.sync_id); });
+			record_phase(request_.run_id, "finishing");
+			timed("finish", [&] { finish("succeeded", ""); });
+			prune_source_changes();
+			log_phases();
+			return;
+		}
+	}
 	record_phase(request_.run_id, "planning");
 	try {
 		timed("plan", [&] { plan(); });
