@@ -214,6 +214,11 @@ CREATE TABLE iterable_audience.source_watch (
 );
 REVOKE ALL ON iterable_audience.source_watch FROM PUBLIC;
 
+-- Whether a run read its source: false for an idle run, which knew it unchanged and did nothing.
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN source_read boolean;
+COMMENT ON COLUMN iterable_audience.sync_runs.source_read IS
+    'true: the run read its source; false: an idle run (the source had not changed since the last run that sent all of it); NULL: not known yet, or a run that ended before reading';
+
 -- The trigger function: as the extension's owner (the writers of the source need no right on the
 -- log), one row per (table, transaction).
 CREATE FUNCTION iterable_audience.note_source_change() RETURNS trigger

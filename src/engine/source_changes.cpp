@@ -33,8 +33,8 @@ owner_may_run(const SyncDefinition &sync)
 
 }  // namespace
 
-std::optional<std::string>
-idle_run_note(const SyncDefinition &sync)
+std::optional<int64_t>
+idle_since_run(const SyncDefinition &sync)
 {
 	const std::string id = std::to_string(sync.sync_id);
 	pg::SqlResult watch = pg::exec(
@@ -55,7 +55,19 @@ idle_run_note(const SyncDefinition &sync)
 	    "SELECT iterable_audience.source_changed_since($1::oid[], $2, $3::pg_snapshot)", {w[1], w[2], w[3]});
 	if (changed != pg::SqlValue("f"))
 		return std::nullopt;
-	return "idle: the source has not changed since run " + *w[0] + " read it; nothing was read or sent";
+	return std::stoll(*w[0]);
+}
+
+std::string
+record_idle_run(int64_t run_id, int64_t read_run_id)
+{
+	pg::SqlValue failed = pg::exec_scalar(
+	    "UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
+	    "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows, failed = p.failed "
+	    "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint "
+	    "RETURNING r.failed::text",
+	    {std::to_string(run_id), std::to_string(read_run_id)});
+	return failed && *failed != "0" ? "succeeded_with_failures" : "succeeded";
 }
 
 void
@@ -103,6 +115,8 @@ record_pending_read(const SyncDefinition &sync, int64_t run_id)
 		         "pending_relids = EXCLUDED.pending_relids, pending_fingerprint = EXCLUDED.pending_fingerprint, "
 		         "pending_snapshot = EXCLUDED.pending_snapshot",
 		         {std::to_string(sync.sync_id), std::to_string(run_id), tracked ? "true" : "false", relids});
+		pg::exec("UPDATE iterable_audience.sync_runs SET source_read = true WHERE run_id = $1::bigint",
+		         {std::to_string(run_id)});
 	});
 }
 

@@ -14,10 +14,15 @@
 
 namespace ia {
 
-// In a transaction, before planning (earlier runs settled): a note for the run's row when the run
-// has nothing to do (the last run that read the source sent all of it, nothing is in doubt or to
-// retry, the sync was not altered or reset, and the source is unchanged since); nullopt otherwise.
-std::optional<std::string> idle_run_note(const SyncDefinition &sync);
+// In a transaction, before planning (earlier runs settled): the run that last read the source when
+// this run has nothing to do (that run sent all of it, nothing is in doubt or to retry, the sync was
+// not altered or reset, and the source is unchanged since); nullopt otherwise.
+std::optional<int64_t> idle_since_run(const SyncDefinition &sync);
+
+// The idle run's row: source_read false, nothing planned, the audience's size and the refused rows
+// (still refused: unchanged) as that run read them. Returns the status to end with: 'succeeded', or
+// 'succeeded_with_failures' when rows are refused.
+std::string record_idle_run(int64_t run_id, int64_t read_run_id);
 
 // Its own transaction, just before the transaction that reads the source: resolves the source's
 // relations, installs missing change triggers and records, as pending, a snapshot taken after that.

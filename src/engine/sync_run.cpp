@@ -511,13 +511,19 @@ Run::perform()
 	timed("settle", [&] { settle_earlier_runs(); });
 	if (!request_.force) {
 		// Nothing changed since the last run sent everything: done without reading the source.
-		std::optional<std::string> idle;
-		timed("idle check", [&] { idle = pg::in_transaction([&] { return idle_run_note(sync_); }); });
+		std::optional<int64_t> idle;
+		timed("idle check", [&] { idle = pg::in_transaction([&] { return idle_since_run(sync_); }); });
 		if (idle) {
-			notes_.push_back(*idle);
-			pg::in_transaction([&] { previous_snapshot_ = latest_snapshot_table(sync_.sync_id); });
+			std::string status = pg::in_transaction([&] {
+				previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
+				return record_idle_run(request_.run_id, *idle);
+			});
 			record_phase(request_.run_id, "finishing");
-			timed("finish", [&] { finish("succeeded", ""); });
+			timed("finish", [&] { finish(status, ""); });
+			pg::guard([&] {
+				ereport(LOG, (errmsg("iterable_audience: %s: idle, the source has not changed since run %lld read it",
+				                     run_label().c_str(), static_cast<long long>(*idle))));
+			});
 			prune_source_changes();
 			log_phases();
 			return;

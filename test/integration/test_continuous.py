@@ -14,11 +14,14 @@ import pytest
 from harness import Cluster, query, scalar
 from sync_helpers import list_id_of, members, request_counts, run_sync, sql, tag, wait_for
 
-IDLE = "idle: the source has not changed"
-
-
 def is_idle(run):
-    return run["status"] == "succeeded" and (run["error"] or "").startswith(IDLE)
+    """An idle run: succeeded without reading its source (sync_runs.source_read false)."""
+    if run["source_read"] is False:
+        assert run["status"] in ("succeeded", "succeeded_with_failures") and run["error"] is None, run
+        assert (run["planned_subscribes"], run["planned_unsubscribes"], run["api_requests"]) == (0, 0, 0), run
+        return True
+    assert run["source_read"] is True or run["status"] != "succeeded", run
+    return False
 
 
 def make_table(db, table="people", rows=50):
