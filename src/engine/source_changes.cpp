@@ -58,16 +58,13 @@ idle_since_run(const SyncDefinition &sync)
 	return std::stoll(*w[0]);
 }
 
-std::string
+void
 record_idle_run(int64_t run_id, int64_t read_run_id)
 {
-	pg::SqlValue failed = pg::exec_scalar(
-	    "UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
-	    "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows, failed = p.failed "
-	    "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint "
-	    "RETURNING r.failed::text",
-	    {std::to_string(run_id), std::to_string(read_run_id)});
-	return failed && *failed != "0" ? "succeeded_with_failures" : "succeeded";
+	pg::exec("UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
+	         "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows "
+	         "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint",
+	         {std::to_string(run_id), std::to_string(read_run_id)});
 }
 
 void

@@ -19,10 +19,10 @@ namespace ia {
 // not altered or reset, and the source is unchanged since); nullopt otherwise.
 std::optional<int64_t> idle_since_run(const SyncDefinition &sync);
 
-// The idle run's row: source_read false, nothing planned, the audience's size and the refused rows
-// (still refused: unchanged) as that run read them. Returns the status to end with: 'succeeded', or
-// 'succeeded_with_failures' when rows are refused.
-std::string record_idle_run(int64_t run_id, int64_t read_run_id);
+// The idle run's row: source_read false, nothing planned, the audience's size as that run read it.
+// Rows that run refused are still refused (unchanged) but not logged again: the idle run's counters
+// stay equal to its logs (none), and it ends 'succeeded'.
+void record_idle_run(int64_t run_id, int64_t read_run_id);
 
 // Its own transaction, just before the transaction that reads the source: resolves the source's
 // relations, installs missing change triggers and records, as pending, a snapshot taken after that.

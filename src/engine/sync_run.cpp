@@ -514,12 +514,12 @@ Run::perform()
 		std::optional<int64_t> idle;
 		timed("idle check", [&] { idle = pg::in_transaction([&] { return idle_since_run(sync_); }); });
 		if (idle) {
-			std::string status = pg::in_transaction([&] {
+			pg::in_transaction([&] {
 				previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
-				return record_idle_run(request_.run_id, *idle);
+				record_idle_run(request_.run_id, *idle);
 			});
 			record_phase(request_.run_id, "finishing");
-			timed("finish", [&] { finish(status, ""); });
+			timed("finish", [&] { finish("succeeded", ""); });
 			pg::guard([&] {
 				ereport(LOG, (errmsg("iterable_audience: %s: idle, the source has not changed since run %lld read it",
 				                     run_label().c_str(), static_cast<long long>(*idle))));

@@ -17,7 +17,7 @@ from sync_helpers import list_id_of, members, request_counts, run_sync, sql, tag
 def is_idle(run):
     """An idle run: succeeded without reading its source (sync_runs.source_read false)."""
     if run["source_read"] is False:
-        assert run["status"] in ("succeeded", "succeeded_with_failures") and run["error"] is None, run
+        assert run["status"] == "succeeded" and run["error"] is None and run["failed"] == 0, run
         assert (run["planned_subscribes"], run["planned_unsubscribes"], run["api_requests"]) == (0, 0, 0), run
         return True
     assert run["source_read"] is True or run["status"] != "succeeded", run
