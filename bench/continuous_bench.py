@@ -106,6 +106,9 @@ class Bench:
             assert row["source_read"] is False and row["status"] == "succeeded", row
             own.append(float(row["took"]) * 1000)
             trips.append(rt * 1000)
+        with open(self.cluster.log) as f:
+            phases = [l for l in f if "phases:" in l]
+        out["idle_phases"] = phases[-1].split("iterable_audience: ", 1)[1].strip() if phases else "?"
         # For comparison: the same run made to read (one row changed).
         self.sql("UPDATE audience SET plan = 'pro' WHERE id = 1")
         changed, _ = self.run("idle")
@@ -179,7 +182,17 @@ class Bench:
         self.sql("SELECT iterable_audience.drop_sync('c')")
         return out
 
+    def cpu_percent(self, seconds):
+        self.conn.close()  # this session's own CPU is not the server's idle cost
+        pm = postmaster_pid(self.cluster)
+        cpu0, t0 = cluster_cpu_seconds(pm), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = cluster_cpu_seconds(pm), time.monotonic()
+        self.conn = self.cluster.connect()
+        return (cpu1 - cpu0) / (t1 - t0) * 100
+
     def idle_cpu(self, syncs, seconds):
+        baseline = self.cpu_percent(seconds)  # the same cluster without continuous syncs
         for i in range(syncs):
             self.sql("CREATE TABLE s%d (id bigint PRIMARY KEY, email text)" % i)
             self.sql("INSERT INTO s%d SELECT g, 's%d.' || g || '@example.com' FROM generate_series(1, 10) g" % (i, i))
@@ -189,14 +202,9 @@ class Bench:
                                        "WHERE status = 'succeeded'") >= syncs, 900, interval=1)
         time.sleep(15)  # the last runs' workers exit
         runs_before = scalar(self.conn, "SELECT count(*) FROM iterable_audience.sync_runs")
-        self.conn.close()  # this session's own CPU is not the server's idle cost
-        pm = postmaster_pid(self.cluster)
-        cpu0, t0 = cluster_cpu_seconds(pm), time.monotonic()
-        time.sleep(seconds)
-        cpu1, t1 = cluster_cpu_seconds(pm), time.monotonic()
-        self.conn = self.cluster.connect()
+        pct = self.cpu_percent(seconds)
         runs_after = scalar(self.conn, "SELECT count(*) FROM iterable_audience.sync_runs")
-        return (cpu1 - cpu0) / (t1 - t0) * 100, runs_after - runs_before
+        return baseline, pct, runs_after - runs_before
 
 
 def wait(predicate, timeout, interval=0.2):
@@ -227,6 +235,7 @@ def main():
                       ", ".join("%.1f" % x for x in r["idle_run_ms"]),
                       ", ".join("%.1f" % x for x in r["idle_round_trip_ms"]), r["idle_requests"], r["one_change_s"]),
                   flush=True)
+            print("  last idle run's phases: %s" % r["idle_phases"], flush=True)
         if "writer" not in skip:
             res, log_rows = b.writer_cost(args.writer_seconds)
             for label, (without, with_) in res.items():
@@ -238,9 +247,9 @@ def main():
             print("commit to subscribe (continuous_latency 10 s): %s s; max %.2f s" % (
                 ", ".join("%.2f" % x for x in lat), max(lat)), flush=True)
         if "cpu" not in skip:
-            pct, runs = b.idle_cpu(args.syncs, args.cpu_seconds)
-            print("%d idle continuous syncs: server CPU %.2f%% of one core over %d s; %d runs started meanwhile" % (
-                args.syncs, pct, args.cpu_seconds, runs), flush=True)
+            baseline, pct, runs = b.idle_cpu(args.syncs, args.cpu_seconds)
+            print("%d idle continuous syncs: server CPU %.2f%% of one core over %d s (%.2f%% with none, same "
+                  "cluster); %d runs started meanwhile" % (args.syncs, pct, args.cpu_seconds, baseline, runs), flush=True)
     finally:
         b.close()
 

@@ -62,7 +62,7 @@ void
 record_idle_run(int64_t run_id, int64_t read_run_id)
 {
 	pg::exec("UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
-	         "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows "
+	         "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows, phase = 'finishing' "
 	         "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint",
 	         {std::to_string(run_id), std::to_string(read_run_id)});
 }

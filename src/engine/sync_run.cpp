@@ -512,13 +512,17 @@ Run::perform()
 	if (!request_.force) {
 		// Nothing changed since the last run sent everything: done without reading the source.
 		std::optional<int64_t> idle;
-		timed("idle check", [&] { idle = pg::in_transaction([&] { return idle_since_run(sync_); }); });
-		if (idle) {
-			pg::in_transaction([&] {
-				previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
-				record_idle_run(request_.run_id, *idle);
+		timed("idle check", [&] {
+			idle = pg::in_transaction([&] {
+				std::optional<int64_t> read_by = idle_since_run(sync_);
+				if (read_by) {
+					previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
+					record_idle_run(request_.run_id, *read_by);
+				}
+				return read_by;
 			});
-			record_phase(request_.run_id, "finishing");
+		});
+		if (idle) {
 			timed("finish", [&] { finish("succeeded", ""); });
 			pg::guard([&] {
 				ereport(LOG, (errmsg("iterable_audience: %s: idle, the source has not changed since run %lld read it",
