@@ -43,7 +43,9 @@ idle_since_run(const SyncDefinition &sync)
 	    "WHERE w.sync_id = $1::bigint AND w.converged AND w.read_tracked AND w.pending_run_id IS NULL "
 	    "AND w.sync_updated_at = s.updated_at AND NOT s.reset_pending "
 	    "AND w.read_snapshot_table IS NOT DISTINCT FROM (SELECT format('iterable_audience_snapshots.%I', n.table_name) "
-	    "  FROM iterable_audience.snapshot n WHERE n.sync_id = s.sync_id AND n.filled ORDER BY n.run_id DESC LIMIT 1)",
+	    "  FROM iterable_audience.snapshot n WHERE n.sync_id = s.sync_id AND n.filled "
+	    "  AND to_regclass(format('iterable_audience_snapshots.%I', n.table_name)) IS NOT NULL "
+	    "  ORDER BY n.run_id DESC LIMIT 1)",
 	    {id});
 	if (watch.empty() || !owner_may_run(sync))
 		return std::nullopt;  // a full run says why it cannot run
@@ -128,7 +130,9 @@ record_source_read(const SyncDefinition &sync, int64_t run_id, bool converged)
 	         "read_tracked = w.pending_tracked, read_relids = w.pending_relids, "
 	         "read_fingerprint = w.pending_fingerprint, read_snapshot = w.pending_snapshot, "
 	         "read_snapshot_table = (SELECT format('iterable_audience_snapshots.%I', n.table_name) "
-	         "  FROM iterable_audience.snapshot n WHERE n.sync_id = w.sync_id AND n.filled ORDER BY n.run_id DESC LIMIT 1), "
+	         "  FROM iterable_audience.snapshot n WHERE n.sync_id = w.sync_id AND n.filled "
+	         "  AND to_regclass(format('iterable_audience_snapshots.%I', n.table_name)) IS NOT NULL "
+	         "  ORDER BY n.run_id DESC LIMIT 1), "
 	         "converged = $3::boolean AND w.pending_tracked AND NOT EXISTS (SELECT 1 FROM iterable_audience.sync_batch b "
 	         "  WHERE b.run_id = $2::bigint AND b.kind = 'sent' AND (b.answered_at IS NULL OR b.outcome_unknown)), "
 	         "pending_run_id = NULL, pending_tracked = NULL, pending_relids = NULL, pending_fingerprint = NULL, "
