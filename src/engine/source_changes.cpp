@@ -63,6 +63,10 @@ idle_since_run(const SyncDefinition &sync)
 void
 record_idle_run(int64_t run_id, int64_t read_run_id)
 {
+	// For the rest of this worker (it ends the idle run and exits): its commits need not wait for the
+	// disk. Lost in a crash, the idle run is marked failed at restart ('server restarted') and the
+	// next run is as if it never happened; nothing was sent.
+	pg::exec("SET synchronous_commit = off");
 	pg::exec("UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
 	         "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows, phase = 'finishing' "
 	         "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint",

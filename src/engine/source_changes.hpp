@@ -21,7 +21,8 @@ std::optional<int64_t> idle_since_run(const SyncDefinition &sync);
 
 // The idle run's row: source_read false, nothing planned, the audience's size as that run read it.
 // Rows that run refused are still refused (unchanged) but not logged again: the idle run's counters
-// stay equal to its logs (none), and it ends 'succeeded'.
+// stay equal to its logs (none), and it ends 'succeeded'. The worker's later commits do not wait for
+// the disk (synchronous_commit off: an idle run lost in a crash loses nothing).
 void record_idle_run(int64_t run_id, int64_t read_run_id);
 
 // Its own transaction, just before the transaction that reads the source: resolves the source's
