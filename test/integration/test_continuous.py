@@ -293,6 +293,14 @@ def cont(emulator):
     c.destroy()
 
 
+def drop_continuous(conn, name):
+    """Paused first: a continuous sync may start a run at any pass."""
+    sql(conn, "SELECT iterable_audience.pause_sync(%s)", (name,))
+    wait_for(lambda: not query(conn, "SELECT 1 FROM iterable_audience.sync_runs WHERE sync_name = %s "
+                                     "AND status = 'running'", (name,)), timeout=60, what="no run going")
+    sql(conn, "SELECT iterable_audience.drop_sync(%s)", (name,))
+
+
 def finished_runs(conn, name):
     return query(conn, "SELECT * FROM iterable_audience.sync_runs WHERE sync_name = %s AND status <> 'running' "
                        "ORDER BY run_id", (name,))
@@ -335,7 +343,7 @@ def test_continuous_sync_picks_up_a_committed_change_and_pause_stops_it(cont, em
     sql(cont, "SELECT iterable_audience.resume_sync('cont_sync')")
     wait_for(lambda: "%s.cont.paused@example.com" % t in emails(emulator, cont, "cont_sync"), timeout=90,
              what="the change made while paused to reach the list after resume")
-    sql(cont, "SELECT iterable_audience.drop_sync('cont_sync')")
+    drop_continuous(cont, "cont_sync")
 
 
 def test_schedule_continuous_is_accepted_by_alter_sync_and_shown_healthy(cont):
@@ -347,4 +355,4 @@ def test_schedule_continuous_is_accepted_by_alter_sync_and_shown_healthy(cont):
     assert scalar(cont, "SELECT overdue FROM iterable_audience.sync_health WHERE sync_name = 'cont_alter_sync'") \
         is False
     wait_for(lambda: finished_runs(cont, "cont_alter_sync"), timeout=90, what="a run of the altered sync")
-    sql(cont, "SELECT iterable_audience.drop_sync('cont_alter_sync')")
+    drop_continuous(cont, "cont_alter_sync")
