@@ -320,6 +320,8 @@ def test_continuous_sync_picks_up_a_committed_change_and_pause_stops_it(cont, em
     wait_for(lambda: "%s.cont.new@example.com" % t in emails(emulator, cont, "cont_sync"), timeout=90,
              what="the committed change to reach the list")
     # Nothing changes: no run reads the source (idle runs at most, after the hour's safety net).
+    wait_for(lambda: not query(cont, "SELECT 1 FROM iterable_audience.sync_runs WHERE sync_name = 'cont_sync' "
+                                     "AND status = 'running'"), timeout=60, what="the run that sent it to end")
     runs_now = len(finished_runs(cont, "cont_sync"))
     woke = scalar(cont, "SELECT last_wake_at FROM iterable_audience.scheduler_status()")
     wait_for(lambda: scalar(cont, "SELECT count(*) FROM iterable_audience.scheduler_status() "
