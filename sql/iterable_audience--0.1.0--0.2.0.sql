@@ -435,6 +435,232 @@ COMMENT ON FUNCTION iterable_audience.rate_controllers() IS
 REVOKE EXECUTE ON FUNCTION iterable_audience.rate_controllers() FROM PUBLIC;
 
 
+-- idle runs and continuous syncs
+
+-- Change log of the tables that syncs read (docs: README "Idle runs and continuous syncs"): a
+-- statement-level trigger on each such table adds (table, writing transaction) once per transaction.
+-- A run records the MVCC snapshot it read its source with; the source is unchanged since iff no row
+-- of its tables names a transaction that snapshot does not see (committed since, or still open then:
+-- a late commit is caught, whatever order transaction ids were assigned in).
+-- Not marked for pg_dump on purpose: its oids and transaction ids mean nothing in another cluster
+-- (a restored database starts with full runs).
+CREATE TABLE iterable_audience.source_change (
+    relid oid NOT NULL,
+    xact  xid8 NOT NULL,
+    PRIMARY KEY (relid, xact)
+);
+REVOKE ALL ON iterable_audience.source_change FROM PUBLIC;
+
+-- Per sync: what its last run that read the source read. Not dumped either (oids, transaction ids).
+-- read_*: the last run that read the source (converged: it sent everything and nothing is in doubt
+-- or to retry, so an unchanged source means an empty plan). pending_*: a run reading it now (kept
+-- apart so that pruning the change log keeps what that run will need).
+CREATE TABLE iterable_audience.source_watch (
+    sync_id           bigint PRIMARY KEY REFERENCES iterable_audience.sync ON DELETE CASCADE,
+    sync_updated_at   timestamptz,
+    read_run_id       bigint,
+    read_tracked      boolean,
+    read_relids       oid[],
+    read_fingerprint  text,
+    read_snapshot     pg_snapshot,
+    read_snapshot_table text,
+    converged         boolean NOT NULL DEFAULT false,
+    pending_run_id    bigint,
+    pending_tracked   boolean,
+    pending_relids    oid[],
+    pending_fingerprint text,
+    pending_snapshot  pg_snapshot
+);
+REVOKE ALL ON iterable_audience.source_watch FROM PUBLIC;
+
+-- Whether a run read its source: false for an idle run, which knew it unchanged and did nothing.
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN source_read boolean;
+COMMENT ON COLUMN iterable_audience.sync_runs.source_read IS
+    'true: the run read its source; false: an idle run (the source had not changed since the last run that sent all of it); NULL: not known yet, or a run that ended before reading';
+
+-- The trigger function: as the extension's owner (the writers of the source need no right on the
+-- log), one row per (table, transaction).
+CREATE FUNCTION iterable_audience.note_source_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO iterable_audience.source_change (relid, xact) VALUES (TG_RELID, pg_catalog.pg_current_xact_id())
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION iterable_audience.note_source_change() FROM PUBLIC;
+
+-- Whether a view's stored query gives the same rows whenever its tables hold the same rows: every
+-- function it calls (operators through their functions) is IMMUTABLE, and no CURRENT_USER-like
+-- value, sequence, TABLESAMPLE or row comparison (whose operators are not checked here) is in it.
+CREATE FUNCTION iterable_audience.query_tree_is_deterministic(tree text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tree !~ '\{(SQLVALUEFUNCTION|NEXTVALUEEXPR|ROWCOMPAREEXPR|TABLESAMPLECLAUSE|CURRENTOFEXPR|PARAM) '
+       AND NOT EXISTS (
+           SELECT 1
+             FROM regexp_matches(tree, ':(funcid|opfuncid|aggfnoid|winfnoid|opno|sortop|eqop) ([0-9]+)', 'g') m
+             LEFT JOIN pg_operator o ON m[1] IN ('opno', 'sortop', 'eqop') AND o.oid = m[2]::oid
+             LEFT JOIN pg_proc p ON p.oid = CASE WHEN m[1] IN ('opno', 'sortop', 'eqop') THEN o.oprcode::oid
+                                                 ELSE m[2]::oid END
+            WHERE m[2] <> '0' AND coalesce(p.provolatile, 'v') <> 'i')
+$$;
+
+-- The relations a source reads (itself, the tables under its views, the partitions and inheritance
+-- children of those), sorted; NULL when changes to them cannot be tracked exactly: a foreign table,
+-- a materialized view, a table with row-level security, a table logical replication writes, a view
+-- whose query is not deterministic (now(), random(), a STABLE function that may read other tables).
+CREATE FUNCTION iterable_audience.source_relations(root oid) RETURNS oid[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    todo oid[] := ARRAY[root];
+    seen oid[] := '{}';
+    r oid;
+    kind "char";
+    rls boolean;
+    tree text;
+BEGIN
+    WHILE cardinality(todo) > 0 LOOP
+        r := todo[1];
+        todo := todo[2:];
+        CONTINUE WHEN r = ANY (seen);
+        seen := seen || r;
+        SELECT c.relkind, c.relrowsecurity INTO kind, rls FROM pg_class c WHERE c.oid = r;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        IF kind IN ('r', 'p') THEN
+            IF rls OR EXISTS (SELECT 1 FROM pg_subscription_rel sr WHERE sr.srrelid = r) THEN
+                RETURN NULL;
+            END IF;
+            todo := todo || ARRAY(SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = r);
+        ELSIF kind = 'v' THEN
+            SELECT w.ev_action::text INTO tree FROM pg_rewrite w WHERE w.ev_class = r AND w.rulename = '_RETURN';
+            IF tree IS NULL OR NOT iterable_audience.query_tree_is_deterministic(tree) THEN
+                RETURN NULL;
+            END IF;
+            todo := todo || ARRAY(SELECT DISTINCT d.refobjid FROM pg_rewrite w
+                                    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                                   WHERE w.ev_class = r AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r);
+        ELSE
+            RETURN NULL;
+        END IF;
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT x FROM unnest(seen) x ORDER BY x);
+END
+$$;
+
+-- What of the relations' definitions a run's result depends on, as one text: their kind, storage
+-- (TRUNCATE, a rewriting ALTER TABLE), columns, privileges, catalog row versions (most DDL), a
+-- view's query, and the change trigger of each table with the version of its row (DISABLE/ENABLE
+-- TRIGGER). Any difference means "changed".
+CREATE FUNCTION iterable_audience.source_fingerprint(relids oid[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT md5(string_agg(coalesce(
+               concat(c.oid, '|', c.relkind, '|', c.relfilenode, '|', c.xmin, '|', c.relacl::text, '|', c.relrowsecurity, '|',
+                   (SELECT string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attisdropped,
+                                                a.attgenerated, a.attcollation, a.xmin), ',' ORDER BY a.attnum)
+                      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0), '|',
+                   (SELECT md5(w.ev_action::text) || w.xmin FROM pg_rewrite w
+                     WHERE w.ev_class = c.oid AND w.rulename = '_RETURN'), '|',
+                   (SELECT string_agg(concat_ws(':', t.tgenabled, t.tgtype, t.xmin), ',') FROM pg_trigger t
+                     WHERE t.tgrelid = c.oid AND t.tgname = 'iterable_audience_source_change'
+                       AND t.tgfoid = 'iterable_audience.note_source_change()'::regprocedure)),
+               'missing ' || r.relid), ';' ORDER BY r.ord))
+      FROM unnest(relids) WITH ORDINALITY r(relid, ord)
+      LEFT JOIN pg_class c ON c.oid = r.relid
+$$;
+
+-- Whether every table among the relations has a working change trigger (installing those that lack
+-- one, when the current role may: TRIGGER privilege, and ownership to make it fire in replica
+-- sessions too). A table locked by a long writer is waited for at most 2 s: then false (not tracked
+-- this time, so the run reads the source).
+CREATE FUNCTION iterable_audience.watch_source_tables(relids oid[]) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r oid;
+    saved text := current_setting('lock_timeout');
+BEGIN
+    FOR r IN SELECT c.oid FROM pg_class c WHERE c.oid = ANY (relids) AND c.relkind IN ('r', 'p') LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = r
+                                 AND t.tgname = 'iterable_audience_source_change'
+                                 AND t.tgfoid = 'iterable_audience.note_source_change()'::regprocedure
+                                 AND t.tgenabled = 'A' AND t.tgtype = 60);  -- statement, after, I/U/D/T
+        IF NOT has_table_privilege(r, 'TRIGGER')
+           OR NOT pg_has_role((SELECT c.relowner FROM pg_class c WHERE c.oid = r), 'USAGE') THEN
+            RETURN false;
+        END IF;
+        BEGIN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE format('DROP TRIGGER IF EXISTS iterable_audience_source_change ON %s', r::regclass);
+            EXECUTE format('CREATE TRIGGER iterable_audience_source_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
+                           'ON %s FOR EACH STATEMENT EXECUTE FUNCTION iterable_audience.note_source_change()', r::regclass);
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER iterable_audience_source_change', r::regclass);
+            PERFORM set_config('lock_timeout', saved, true);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM set_config('lock_timeout', saved, true);
+            RETURN false;
+        END;
+    END LOOP;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION iterable_audience.watch_source_tables(oid[]) FROM PUBLIC;
+
+-- Drops the change triggers of tables no sync watches any more (drop_sync, alter_sync).
+CREATE FUNCTION iterable_audience.unwatch_source_tables(relids oid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r oid;
+BEGIN
+    FOR r IN SELECT c.oid FROM pg_class c WHERE c.oid = ANY (relids) AND c.relkind IN ('r', 'p')
+               AND NOT EXISTS (SELECT 1 FROM iterable_audience.source_watch w
+                                WHERE c.oid = ANY (w.read_relids) OR c.oid = ANY (w.pending_relids)) LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE format('DROP TRIGGER IF EXISTS iterable_audience_source_change ON %s', r::regclass);
+        EXCEPTION WHEN OTHERS THEN
+            NULL;  -- left in place: it costs the writers a little, never correctness
+        END;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION iterable_audience.unwatch_source_tables(oid[]) FROM PUBLIC;
+
+-- The relations of a sync's source as stored by create_sync: a schema-qualified relation name, or a
+-- query (resolved by the parser itself, through a temporary view, with the caller's search_path;
+-- the view is gone when this returns). NULL when not trackable. Called as the sync's owner.
+CREATE FUNCTION iterable_audience.sync_source_relations(source text) RETURNS oid[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    probe oid;
+    result oid[];
+BEGIN
+    IF source ~ '^("([^"]|"")+"|[a-z_][a-z0-9_$]*)\.("([^"]|"")+"|[a-z_][a-z0-9_$]*)$' THEN
+        RETURN iterable_audience.source_relations(pg_catalog.to_regclass(source));
+    END IF;
+    BEGIN
+        EXECUTE 'CREATE TEMP VIEW iterable_audience_source_probe AS ' || source;
+        probe := pg_catalog.to_regclass('pg_temp.iterable_audience_source_probe');
+        result := pg_catalog.array_remove(iterable_audience.source_relations(probe), probe);
+        EXECUTE 'DROP VIEW pg_temp.iterable_audience_source_probe';
+        RETURN result;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;
+    END;
+END
+$$;
+
+-- Whether anything may have changed since a snapshot: a logged change it does not see, or a
+-- relation whose definition differs.
+CREATE FUNCTION iterable_audience.source_changed_since(relids oid[], fingerprint text, since pg_snapshot)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT relids IS NULL OR fingerprint IS NULL OR since IS NULL
+        OR iterable_audience.source_fingerprint(relids) IS DISTINCT FROM fingerprint
+        OR EXISTS (SELECT 1 FROM iterable_audience.source_change c
+                    WHERE c.relid = ANY (relids) AND NOT pg_visible_in_snapshot(c.xact, since))
+$$;
+
+
 
 ------------------------------------------------------------------------------------------------
 -- Event syncs (issue 15)

@@ -15,6 +15,7 @@ int max_requests_in_flight = 4;
 int plan_work_mem_kb = 24 * 1024;
 char *database_name = nullptr;
 int max_concurrent_syncs = 2;
+int continuous_latency_s = 10;
 
 void
 define()
@@ -65,6 +66,10 @@ define()
 	DefineCustomIntVariable("iterable_audience.max_concurrent_syncs",
 	                        "Scheduled runs the scheduler of each database keeps going at once; due syncs beyond it wait for a slot.",
 	                        nullptr, &max_concurrent_syncs, 2, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("iterable_audience.continuous_latency",
+	                        "Longest time from a committed change of a continuous sync's source to the start of its run.",
+	                        "The scheduler looks at the change log of continuous syncs twice per this interval.",
+	                        &continuous_latency_s, 10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("iterable_audience");
 }
 

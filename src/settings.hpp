@@ -16,6 +16,7 @@ extern int plan_work_mem_kb;  // -1: work_mem
 // Scheduler (docs/scheduler.md)
 extern char *database_name;     // empty: every database (NULL without preloading)
 extern int max_concurrent_syncs;
+extern int continuous_latency_s;  // continuous syncs: commit-to-run-start bound (seconds)
 
 void define();
 

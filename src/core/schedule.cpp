@@ -6,7 +6,7 @@ namespace ia {
 namespace {
 
 constexpr const char* kAccepted =
-    "; accepted: 'manual', 'every 15 minutes', 'every 6 hours starting 02:30', "
+    "; accepted: 'manual', 'continuous', 'every 15 minutes', 'every 6 hours starting 02:30', "
     "or a cron expression such as '*/5 * * * *' (UTC)";
 
 // Instants further than this from 1970 are refused by next_run_after (no overflow anywhere).
@@ -362,6 +362,12 @@ Schedule parse_schedule(std::string_view text) {
         s.canonical = "manual";
         return s;
     }
+    if (tok.size() == 1 && iequals(tok[0], "continuous")) {
+        Schedule s;
+        s.kind = Schedule::Kind::Continuous;
+        s.canonical = "continuous";
+        return s;
+    }
     if (iequals(tok[0], "every")) return parse_interval(text, tok);
     if (tok.size() == 5) return parse_cron(text, tok);
     if (tok.size() == 1) fail(text, "unknown schedule " + quoted(tok[0]));
@@ -373,6 +379,7 @@ std::optional<int64_t> next_run_after(const Schedule& s, int64_t after) {
     if (after > kMaxAbsInstant || after < -kMaxAbsInstant) return std::nullopt;
     switch (s.kind) {
         case Schedule::Kind::Manual:
+        case Schedule::Kind::Continuous:
             return std::nullopt;
         case Schedule::Kind::Interval: {
             if (s.interval_seconds <= 0) return std::nullopt;

@@ -1,5 +1,7 @@
 // Sync schedules (sql-api.md "Schedules"), all in UTC:
 //   'manual'
+//   'continuous': runs when the source changed (sql-api.md "Continuous schedules"): no due time;
+//     the scheduler polls the source's change log instead (src/scheduler/continuous.cpp)
 //   'every N minutes' / 'every N hours' (case-insensitive, extra spaces tolerated; the singular
 //     'minute'/'hour' only when N = 1), optionally followed by ' starting HH:MM': runs at
 //     anchor + k * interval, the anchor being HH:MM of 1970-01-01 UTC (00:00 without 'starting',
@@ -24,7 +26,7 @@
 namespace ia {
 
 struct Schedule {
-    enum class Kind { Manual, Interval, Cron } kind = Kind::Manual;
+    enum class Kind { Manual, Continuous, Interval, Cron } kind = Kind::Manual;
 
     // Interval: runs at anchor_seconds + k * interval_seconds (Unix seconds, any integer k).
     int64_t interval_seconds = 0;
@@ -53,7 +55,7 @@ struct ScheduleError : std::runtime_error {
 //   'every 15 minutes', 'every 6 hours starting 02:30', or a cron expression such as '*/5 * * * *' (UTC)
 Schedule parse_schedule(std::string_view text);
 
-// Next run strictly after `after_unix_seconds` (UTC); std::nullopt for Manual (and for instants
+// Next run strictly after `after_unix_seconds` (UTC); std::nullopt for Manual and Continuous (and for instants
 // beyond about 300,000 years from 1970). Cron has minute resolution.
 std::optional<int64_t> next_run_after(const Schedule& schedule, int64_t after_unix_seconds);
 

@@ -67,6 +67,7 @@ class Run {
 	int64_t list_size_ = 0;  // records of the latest snapshot
 	int64_t failed_ = 0;
 	bool failures_possible_ = true;
+	bool read_source_ = false;  // prepare_source_read() ran: finish() records what the read saw
 	std::vector<std::string> notes_;  // said in the run's error column even when it succeeds
 	std::vector<std::pair<const char *, double>> phases_;  // seconds per phase, logged at the end
 

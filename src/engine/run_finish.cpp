@@ -1,6 +1,7 @@
 // The last phases of a run: its final status and snapshot, retention, and what an interrupt leaves.
 #include "engine/run.hpp"
 #include "engine/snapshot_tables.hpp"
+#include "engine/source_changes.hpp"
 #include "definitions/sync_schedule.hpp"
 
 #include "pg/spi.hpp"
@@ -24,6 +25,8 @@ Run::finish(const std::string &status, const std::string &error)
 		         "WHERE run_id = $1::bigint",
 		         {std::to_string(request_.run_id), status, text, previous_snapshot_});
 		bool completed = status == "succeeded" || status == "succeeded_with_failures";
+		if (read_source_)
+			record_source_read(sync_, request_.run_id, completed && failed_ == refused_);
 		std::optional<std::string> next = next_run_at_text(sync_.schedule);
 		pg::exec("UPDATE iterable_audience.sync SET reset_pending = reset_pending AND NOT $2::boolean, "
 		         "next_run_at = CASE WHEN paused THEN NULL ELSE to_timestamp($3::double precision) END "
@@ -67,6 +70,7 @@ Run::retention()
 		std::string message = e.message;
 		pg::guard([&] { ereport(WARNING, (errmsg("iterable_audience: retention after %s skipped: %s", run_label().c_str(), message.c_str()))); });
 	}
+	prune_source_changes();
 }
 
 // Interrupted (cancel, SIGTERM) while sending: builds the run's snapshot now, with the batches in

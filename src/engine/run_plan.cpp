@@ -1,6 +1,7 @@
 // Phase 2 of a run: read the audience as the sync's owner and plan against the latest snapshot
 // (plan_sql.hpp); count the plan per operation of the kind; the removal guard; the refused rows.
 #include "engine/run.hpp"
+#include "engine/source_changes.hpp"
 #include "engine/run_preparation.hpp"
 #include "engine/snapshot_tables.hpp"
 
@@ -35,6 +36,8 @@ void
 Run::plan()
 {
 	report("reading the audience");
+	prepare_source_read(sync_, request_.run_id);
+	read_source_ = true;
 	pg::in_transaction([&] {
 		check_owner_exists(sync_);
 		if (!account_usable_by(account_, sync_.owner))

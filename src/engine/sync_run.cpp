@@ -1,6 +1,7 @@
 // A run's phases in order (sync_run.hpp); each phase is in its own file (run.hpp).
 #include "engine/run.hpp"
 #include "engine/run_progress.hpp"
+#include "engine/source_changes.hpp"
 #include "engine/snapshot_tables.hpp"
 #include "engine/sync_run.hpp"
 
@@ -63,6 +64,30 @@ Run::perform()
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
 	timed("settle", [&] { settle_earlier_runs(); });
+	if (!request_.force) {
+		// Nothing changed since the last run sent everything: done without reading the source.
+		std::optional<int64_t> idle;
+		timed("idle check", [&] {
+			idle = pg::in_transaction([&] {
+				std::optional<int64_t> read_by = idle_since_run(sync_);
+				if (read_by) {
+					previous_snapshot_ = latest_snapshot_table(sync_.sync_id);
+					record_idle_run(request_.run_id, *read_by);
+				}
+				return read_by;
+			});
+		});
+		if (idle) {
+			timed("finish", [&] { finish("succeeded", ""); });
+			pg::guard([&] {
+				ereport(LOG, (errmsg("iterable_audience: %s: idle, the source has not changed since run %lld read it",
+				                     run_label().c_str(), static_cast<long long>(*idle))));
+			});
+			prune_source_changes();
+			log_phases();
+			return;
+		}
+	}
 	record_phase(request_.run_id, "planning");
 	try {
 		timed("plan", [&] { plan(); });

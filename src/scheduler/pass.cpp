@@ -6,6 +6,7 @@
 #include "scheduler/shmem.hpp"
 #include "settings.hpp"
 #include "engine/sync_lock.hpp"
+#include "scheduler/continuous.hpp"
 #include "definitions/sync_schedule.hpp"
 
 #include "pg/roles.hpp"
@@ -188,6 +189,29 @@ handle_due_syncs(PassPlan &plan, int &skipped)
 	return waiting;
 }
 
+// Continuous syncs whose source may have changed start now, in the slots left; returns how many wait
+// for a slot, and whether any continuous sync is to be looked at again soon.
+int
+handle_continuous_syncs(PassPlan &plan, bool &any)
+{
+	ContinuousLook look = look_at_continuous_syncs();
+	any = look.any;
+	int free_slots = std::max(0, settings::max_concurrent_syncs - static_cast<int>(launched.size()) -
+	                                 static_cast<int>(plan.to_start.size()));
+	int waiting = 0;
+	for (const ContinuousSync &sync : look.due) {
+		if (launched_for(sync.sync_id))
+			continue;
+		if (free_slots == 0) {
+			waiting++;
+			continue;
+		}
+		free_slots--;
+		plan.to_start.push_back({sync.sync_id, sync.name, allocate_run_id()});
+	}
+	return waiting;
+}
+
 // How long to sleep: until the earliest future next_run_at, capped; a second when a due sync was
 // locked by someone else.
 long
@@ -227,11 +251,16 @@ plan_pass()
 		}
 		int skipped = 0;
 		int waiting = handle_due_syncs(plan, skipped);
+		bool continuous = false;
+		int continuous_waiting = handle_continuous_syncs(plan, continuous);
 		if (skipped > 0)
 			count_skipped(skipped);
 		if (!plan.to_start.empty())
 			plan.worker_role = pg::extension_owner();
 		plan.sleep_ms = sleep_time(waiting);
+		if (continuous)
+			plan.sleep_ms = std::min(plan.sleep_ms, continuous_poll_ms());
+		waiting += continuous_waiting;
 		plan.state = waiting > 0 ? std::to_string(waiting) + " due sync(s) waiting for a free slot "
 		                                                     "(iterable_audience.max_concurrent_syncs)"
 		                         : "waiting for the next due sync";

@@ -11,6 +11,7 @@
 #include "engine/run_launcher.hpp"
 #include "engine/run_preparation.hpp"
 #include "engine/snapshot_tables.hpp"
+#include "engine/source_changes.hpp"
 #include "engine/sync_lock.hpp"
 #include "iterable/list_read.hpp"
 
@@ -267,6 +268,7 @@ IA_SQL_FUNCTION(ia_repair_list)
 	require_list_sync(sync, "repair_list");
 	// Held to the end of the transaction: no run starts between the read-back and the marking.
 	ia::SyncLock lock(sync.sync_id, "repair");
+	ia::invalidate_source_read(sync.sync_id);
 	const std::string id = std::to_string(sync.sync_id);
 
 	// Runs that ended before recording their snapshot are settled now, as the next run would (a run

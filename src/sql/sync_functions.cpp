@@ -7,6 +7,7 @@
 #include "definitions/sync_definition.hpp"
 #include "engine/sync_lock.hpp"
 #include "definitions/sync_schedule.hpp"
+#include "engine/source_changes.hpp"
 #include "scheduler/wake.hpp"
 #include "engine/snapshot_tables.hpp"
 
@@ -386,6 +387,10 @@ IA_SQL_FUNCTION(ia_alter_sync)
 	             "updated_at = now() WHERE sync_id = $" + std::to_string(values.size()) + "::bigint")
 	                .c_str(),
 	             values);
+	// Another source: its tables are watched from the next run on (any other change makes the next
+	// run read the source anyway: source_watch.sync_updated_at).
+	if (s.source != before.source || s.search_path != before.search_path)
+		ia::forget_source_reads(s.sync_id);
 	if (list_changed) {
 		// The snapshots describe the old list: the new list starts empty.
 		ia::drop_snapshot_tables(s.sync_id, 0);
@@ -443,6 +448,7 @@ IA_SQL_FUNCTION(ia_drop_sync)
 	ia::SyncDefinition s = accessible_sync(fcinfo);
 	ia::pg::AsRole as_owner(ia::pg::extension_owner());
 	ia::SyncLock lock(s.sync_id, "drop");
+	ia::forget_source_reads(s.sync_id);
 	ia::drop_snapshot_tables(s.sync_id, 0);
 	ia::pg::exec("DELETE FROM iterable_audience.sync_batch WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});
 	ia::pg::exec("DELETE FROM iterable_audience.sync WHERE sync_id = $1::bigint", {std::to_string(s.sync_id)});

@@ -406,7 +406,9 @@ def test_upgrade_from_0_1_0_marks_the_tables_and_releases_the_snapshot_tables(bc
 # --------------------------------------------------------------------------------------------------
 
 # Tables of the extension that hold nothing a restore needs (none so far); everything else is marked.
-NOT_DUMPED = set()
+# The change log of idle runs holds this cluster's transaction ids, which mean nothing in a restored
+# copy (it could call a changed source unchanged): left out, so a restored database reads its sources.
+NOT_DUMPED = {"iterable_audience.source_change", "iterable_audience.source_watch"}
 
 
 def test_every_table_and_sequence_of_the_extension_is_marked_for_pg_dump(bc, emulator):

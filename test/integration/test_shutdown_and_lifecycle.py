@@ -333,9 +333,12 @@ def test_source_with_many_duplicates_sends_one_row(db, emulator):
     assert counts == {("succeeded", None): 1, ("failed", "duplicate_key"): rows - 1}
     on_list = emulator.members(list_id_of(db, "dups"))
     assert [m["email"] for m in on_list] == ["%s.same@example.com" % t]
-    # Deterministic: the next run sends nothing and reports the duplicates again.
-    again = run_sync(db, "dups")
+    # Deterministic: the next run that reads the source sends nothing and reports the duplicates again.
+    again = run_sync(db, "dups", force=True)
     assert (again["planned_subscribes"], again["api_requests"], again["failed"]) == (0, 0, rows - 1)
+    # Unforced, with the source unchanged: an idle run (issue 18), which reads and reports nothing.
+    idle = run_sync(db, "dups")
+    assert (idle["source_read"], idle["status"], idle["api_requests"], idle["failed"]) == (False, "succeeded", 0, 0)
     invariants.check_invariants(db, emulator, "dups")
 
 

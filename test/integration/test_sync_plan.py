@@ -113,12 +113,17 @@ def test_preview_is_exactly_the_next_run(db, emulator):
     assert log_tuples(db, run["run_id"]) == plan_tuples(plan)
     assert (run["planned_unsubscribes"], run["planned_subscribes"], run["failed"]) == (15, 19, 3)
 
-    # Once in sync, the preview is the refused rows only, and so is the run.
+    # Once in sync, the preview is the refused rows only, and so is a run that reads the source.
     plan = preview_unchanged(db, emulator, "plan_sync")
     assert all(not r["valid"] for r in plan) and len(plan) == 3
-    run = run_sync(db, "plan_sync")
+    run = run_sync(db, "plan_sync", force=True)
     assert log_tuples(db, run["run_id"]) == plan_tuples(plan)
     assert run["api_requests"] == 0
+    # Unchanged since: an idle run (issue 18), which reads nothing and logs nothing (the refused rows
+    # stay remembered, and are logged again by the next run that reads the source).
+    run = run_sync(db, "plan_sync")
+    assert run["source_read"] is False and run["status"] == "succeeded", run
+    assert (run["failed"], run["api_requests"]) == (0, 0) and not log_tuples(db, run["run_id"])
     check_invariants(db, emulator, "plan_sync")
 
 

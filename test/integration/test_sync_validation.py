@@ -130,9 +130,10 @@ def test_user_id_validation_and_duplicates(db, emulator):
     assert users[dup] == sent_dup[0]
     assert invalid_total(emulator) == invalid_before
 
-    # The next run keeps the same row: nothing is sent, the duplicates are reported again.
+    # The next run that reads the source keeps the same row: nothing is sent, the duplicates are
+    # reported again (unforced, with the source unchanged, the run would be idle: issue 18).
     before = request_counts(emulator)
-    again = run_sync(db, "members")
+    again = run_sync(db, "members", force=True)
     assert (again["planned_subscribes"], again["api_requests"], again["failed"]) == (0, 0, 9)
     assert request_counts(emulator) == before
     assert log_summary(db, again["run_id"])[("update", "subscribe", "failed", "duplicate_key")] == 2

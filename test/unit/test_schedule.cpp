@@ -35,7 +35,7 @@ int64_t next(const std::string& text, int64_t after) {
 }
 
 const char* const kExamples =
-    "accepted: 'manual', 'every 15 minutes', 'every 6 hours starting 02:30', or a cron expression such as "
+    "accepted: 'manual', 'continuous', 'every 15 minutes', 'every 6 hours starting 02:30', or a cron expression such as "
     "'*/5 * * * *' (UTC)";
 
 void expect_error(const std::string& text, const std::string& problem) {
@@ -61,6 +61,16 @@ TEST(Schedule, Manual) {
         EXPECT_EQ(s.canonical, "manual");
         EXPECT_FALSE(next_run_after(s, 0).has_value());
     }
+}
+
+TEST(Schedule, Continuous) {
+    for (const char* t : {"continuous", "CONTINUOUS", "  Continuous "}) {
+        Schedule s = parse_schedule(t);
+        EXPECT_EQ(s.kind, Schedule::Kind::Continuous);
+        EXPECT_EQ(s.canonical, "continuous");
+        EXPECT_FALSE(next_run_after(s, 0).has_value());  // polled by the scheduler, never due
+    }
+    expect_error("continuous 5", "a cron expression has five fields");
 }
 
 TEST(Schedule, IntervalParsingAndCanonical) {
