@@ -5,6 +5,7 @@ MODULE_big = $(EXTENSION)
 
 SRCS = $(wildcard src/*.cpp src/*/*.cpp)
 OBJS = $(SRCS:.cpp=.o)
+EXTRA_CLEAN = $(OBJS:.o=.d)
 
 # Install scripts: the full script of each version and the upgrade scripts between versions.
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -21,6 +22,8 @@ WARNINGS += -Werror
 endif
 override PG_CPPFLAGS += -Isrc -DIA_VERSION=\"$(EXTVERSION)\"
 override PG_CXXFLAGS += -std=c++17 -fexceptions $(WARNINGS)
+# Header dependencies (PGXS tracks none without --enable-depend): a changed header rebuilds its users.
+override PG_CXXFLAGS += -MMD -MP
 SHLIB_LINK += -lcurl -lstdc++
 
 # make SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build (docs/memory-safety.md). The
@@ -45,3 +48,5 @@ unittest:
 # is given on the command line only), REGRESS="a b" for some tests (default: test/schedule).
 installcheck:
 	PG_CONFIG="$(PG_CONFIG)" $(CURDIR)/scripts/run-regress.sh $(REGRESS)
+
+-include $(OBJS:.o=.d)

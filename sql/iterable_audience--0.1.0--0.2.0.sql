@@ -595,6 +595,9 @@ BEGIN
             EXECUTE format('CREATE TRIGGER iterable_audience_source_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE '
                            'ON %s FOR EACH STATEMENT EXECUTE FUNCTION iterable_audience.note_source_change()', r::regclass);
             EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER iterable_audience_source_change', r::regclass);
+            -- Dropped with the extension (pg_dump keeps this too): DROP EXTENSION needs no CASCADE.
+            EXECUTE format('ALTER TRIGGER iterable_audience_source_change ON %s DEPENDS ON EXTENSION iterable_audience',
+                           r::regclass);
             PERFORM set_config('lock_timeout', saved, true);
         EXCEPTION WHEN OTHERS THEN
             PERFORM set_config('lock_timeout', saved, true);

@@ -31,11 +31,21 @@ owner_may_run(const SyncDefinition &sync)
 	return exists && account_usable_by(load_account(sync.account_name, false), sync.owner);
 }
 
+// False on a 0.1.0 schema (this library loaded before ALTER EXTENSION ... UPDATE): no change
+// tracking there, so every run reads its source, as 0.1.0 did.
+bool
+tracking_installed()
+{
+	return pg::exec_scalar("SELECT to_regclass('iterable_audience.source_watch') IS NOT NULL") == pg::SqlValue("t");
+}
+
 }  // namespace
 
 std::optional<int64_t>
 idle_since_run(const SyncDefinition &sync)
 {
+	if (!tracking_installed())
+		return std::nullopt;
 	const std::string id = std::to_string(sync.sync_id);
 	pg::SqlResult watch = pg::exec(
 	    "SELECT w.read_run_id::text, w.read_relids::text, w.read_fingerprint, w.read_snapshot::text "
@@ -67,8 +77,12 @@ record_idle_run(int64_t run_id, int64_t read_run_id)
 	// disk. Lost in a crash, the idle run is marked failed at restart ('server restarted') and the
 	// next run is as if it never happened; nothing was sent.
 	pg::exec("SET synchronous_commit = off");
-	pg::exec("UPDATE iterable_audience.sync_runs r SET source_read = false, planned_subscribes = 0, "
-	         "planned_unsubscribes = 0, records_planned = 0, audience_rows = p.audience_rows, phase = 'finishing' "
+	// The planned counters the sync's kind uses (those its last reading run set) are 0; the others stay NULL.
+	pg::exec("UPDATE iterable_audience.sync_runs r SET source_read = false, "
+	         "planned_subscribes = CASE WHEN p.planned_subscribes IS NOT NULL THEN 0 END, "
+	         "planned_unsubscribes = CASE WHEN p.planned_unsubscribes IS NOT NULL THEN 0 END, "
+	         "planned_updates = CASE WHEN p.planned_updates IS NOT NULL THEN 0 END, "
+	         "records_planned = 0, audience_rows = p.audience_rows, phase = 'finishing' "
 	         "FROM iterable_audience.sync_runs p WHERE r.run_id = $1::bigint AND p.run_id = $2::bigint",
 	         {std::to_string(run_id), std::to_string(read_run_id)});
 }
@@ -76,6 +90,8 @@ record_idle_run(int64_t run_id, int64_t read_run_id)
 void
 prepare_source_read(const SyncDefinition &sync, int64_t run_id)
 {
+	if (!pg::in_transaction([&] { return tracking_installed(); }))
+		return;
 	try {
 		record_pending_read(sync, run_id);
 	} catch (const pg::PgError &e) {
@@ -128,6 +144,8 @@ record_pending_read(const SyncDefinition &sync, int64_t run_id)
 void
 record_source_read(const SyncDefinition &sync, int64_t run_id, bool converged)
 {
+	if (!tracking_installed())
+		return;
 	// Records in doubt (a batch unanswered, or answered in a way that cannot be told) are sent again
 	// by the next run: not converged.
 	pg::exec("UPDATE iterable_audience.source_watch w SET read_run_id = w.pending_run_id, "
@@ -150,6 +168,8 @@ prune_source_changes()
 {
 	try {
 		pg::in_transaction([&] {
+			if (!tracking_installed())
+				return;
 			pg::exec("SET LOCAL lock_timeout = '2s'");
 			pg::exec("LOCK TABLE iterable_audience.source_watch IN SHARE MODE");
 			pg::exec("DELETE FROM iterable_audience.source_change c WHERE NOT EXISTS ("
@@ -168,6 +188,8 @@ prune_source_changes()
 void
 invalidate_source_read(int64_t sync_id)
 {
+	if (!tracking_installed())
+		return;
 	pg::exec("UPDATE iterable_audience.source_watch SET converged = false WHERE sync_id = $1::bigint",
 	         {std::to_string(sync_id)});
 }
@@ -175,6 +197,8 @@ invalidate_source_read(int64_t sync_id)
 void
 forget_source_reads(int64_t sync_id)
 {
+	if (!tracking_installed())
+		return;
 	pg::SqlValue relids = pg::exec_scalar(
 	    "DELETE FROM iterable_audience.source_watch WHERE sync_id = $1::bigint "
 	    "RETURNING (coalesce(read_relids, '{}') || coalesce(pending_relids, '{}'))::text",
