@@ -41,5 +41,7 @@ COMPILE.cxx.bc += -std=c++17 -Isrc -DIA_VERSION=\"$(EXTVERSION)\" -Wno-register
 .PHONY: unittest installcheck
 unittest:
 	$(MAKE) -C test/unit
+# As PGXS users expect: after make install, against the PostgreSQL that PG_CONFIG names (also when it
+# is given on the command line only), REGRESS="a b" for some tests (default: test/schedule).
 installcheck:
-	scripts/run-regress.sh
+	PG_CONFIG="$(PG_CONFIG)" $(CURDIR)/scripts/run-regress.sh $(REGRESS)

@@ -47,6 +47,8 @@ class Admin:
             ("POST", "/_emulator/forget"): self.forget,
             ("POST", "/_emulator/reset"): self.reset,
         }
+        from emu_drift import drift_routes     # here: emu_drift imports this module
+        self.routes.update(drift_routes(self))
 
     def handle(self, request):
         try:

@@ -9,6 +9,8 @@ from itertools import repeat
 from operator import add, is_not
 
 from emu_admin import Admin
+from emu_event_admin import install as install_event_endpoints
+from emu_event_endpoints import ROUTES as EVENT_ROUTES
 from emu_faults import Faults
 from emu_http import DROP, DROP_PARTIAL, HANG, NORMAL, Response
 from emu_model import Store
@@ -47,6 +49,9 @@ def route(method, path):
     """(endpoint name, path argument) or (None, None)."""
     if path in ("/api/users/update", "/api/users/bulkUpdate"):
         return USER_ROUTES.get((method, path)), None
+    event_endpoint = EVENT_ROUTES.get((method, path))     # emu_event_endpoints.py
+    if event_endpoint is not None:
+        return event_endpoint, None
     if not path.startswith("/api/lists"):
         return None, None
     if path == "/api/lists":
@@ -177,6 +182,7 @@ class App:
             "subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
         }
         self.handlers.update(UsersApi(self).handlers())
+        install_event_endpoints(self)
 
     # ----- entry point --------------------------------------------------------------
     async def handle(self, request):
@@ -203,13 +209,15 @@ class App:
                     self.stats.record(request, endpoint, api_key, 0, fault, started, None)
                     return Response(0, mode=HANG)
                 await asyncio.sleep(rule.seconds)
-            elif fault != "trickle":
+            elif fault not in ("trickle", "drop_after_apply"):
                 response = self.fault_response(rule)
         notes = None
         if response is None:
             notes = {}
             response = self.dispatch(endpoint, arg, request, api_key, notes)
-            if fault == "trickle":
+            if fault == "drop_after_apply":     # applied, but the answer is lost
+                response = Response(0, mode=DROP)
+            elif fault == "trickle":
                 response.trickle_bytes = rule.chunk_bytes
                 response.trickle_interval = rule.interval_ms / 1000.0
         elif fault == "rate_limit":

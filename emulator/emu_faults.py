@@ -9,16 +9,18 @@ import math
 import random
 import time
 
+from emu_event_endpoints import ENDPOINTS as EVENT_ENDPOINTS
+from emu_event_endpoints import REALISTIC_RATE_LIMITS as EVENT_RATE_LIMITS
 from emu_users import ENDPOINTS as USER_ENDPOINTS, REALISTIC_RATE_LIMITS as USER_RATE_LIMITS
 
 ENDPOINTS = ("get_lists", "create_list", "delete_list", "get_users", "subscribe",
-             "unsubscribe") + USER_ENDPOINTS
+             "unsubscribe") + USER_ENDPOINTS + EVENT_ENDPOINTS
 
 # Kinds answered instead of the real handler (state is not touched).
 RESPONSE_KINDS = ("error_500", "error_503", "status", "rate_limit", "drop", "malformed_json",
                   "unexpected_shape", "huge_body")
 # Kinds after which the request is handled normally.
-DELIVERY_KINDS = ("hang", "trickle")
+DELIVERY_KINDS = ("hang", "trickle", "drop_after_apply")
 KINDS = ("latency",) + RESPONSE_KINDS + DELIVERY_KINDS + ("delete_list_after",)
 
 _COMMON_KEYS = {"kind", "endpoint", "api_key", "rate", "next", "skip"}
@@ -29,6 +31,7 @@ _KIND_KEYS = {
     "drop": {"partial"},
     "hang": {"seconds"},
     "trickle": {"chunk_bytes", "interval_ms"},
+    "drop_after_apply": set(),      # the request is applied, then the answer is lost
     "malformed_json": {"body"},
     "unexpected_shape": {"body"},
     "huge_body": {"size_bytes", "status"},
@@ -44,7 +47,7 @@ DEFAULT_UNEXPECTED_BODY = {"status": "ok", "result": {"accepted": True}}
 REALISTIC_RATE_LIMITS = [
     {"endpoint": "get_lists", "rate": 100, "burst": 100},
     {"endpoint": "get_users", "rate": 5 / 60.0, "burst": 5},
-] + USER_RATE_LIMITS
+] + USER_RATE_LIMITS + EVENT_RATE_LIMITS
 
 
 class FaultConfigError(ValueError):

@@ -247,6 +247,7 @@ class Project:
         self.field_types = {}
         self.forgotten_emails = set()
         self.forgotten_user_ids = set()
+        self.activity = None        # event-sync state, created on use (emu_activity.py)
 
     # ----- descriptions -------------------------------------------------------------
     def describe(self):

@@ -20,7 +20,8 @@ class Stats:
         self.recent = collections.deque(maxlen=self.recent_cap)
         self.bodies = {}            # endpoint -> deque of request records
         self.invalid_counts = {"emails": 0, "userIds": 0, "missing_identifier": 0,
-                               "bad_json_body": 0, "data_type_mismatch": 0}
+                               "bad_json_body": 0, "data_type_mismatch": 0,
+                               "invalid_ids": 0, "too_large": 0, "created_at_ms": 0}
         self.invalid_samples = []
         self.unsubscribe_counts = {"requests": 0, "channelUnsubscribe_sent": 0,
                                    "channelUnsubscribe_true": 0, "campaignId_sent": 0}

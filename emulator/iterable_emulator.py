@@ -47,7 +47,8 @@ def parse_args(argv):
                              "repeatable, e.g. subscribe=10:20")
     faults.add_argument("--realistic-rate-limits", action="store_true",
                         help="Iterable's documented limits: GET /api/lists 100/s, "
-                             "getUsers 5/min")
+                             "getUsers 5/min, trackBulk 10/s, track 2000/s, "
+                             "registerDeviceToken 500/s")
     faults.add_argument("--rate-limit-body", choices=("text", "json"),
                         help="429 body: Iterable's plain text (default) or JSON")
     faults.add_argument("--retry-after", metavar="SECONDS|auto",

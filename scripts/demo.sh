@@ -7,9 +7,12 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-"$ROOT/scripts/install-deps.sh"
-make -j"$(nproc)" >/dev/null
-make install >/dev/null
+# IA_DEMO_SKIP_BUILD=1: use the extension as installed (the test of the demo's output does).
+if [ -z "${IA_DEMO_SKIP_BUILD:-}" ]; then
+	"$ROOT/scripts/install-deps.sh"
+	make -j"$(nproc)" >/dev/null
+	make install >/dev/null
+fi
 
 work="$(make_pg_tmpdir)"
 port="$(free_port)"
@@ -38,7 +41,7 @@ psql_demo() {
 }
 
 psql_demo <<'SQL'
-\echo == 1. the extension, an account (the emulator's hybrid project) and its lists
+\echo '== 1. the extension, an account (the emulator''s hybrid project) and its lists'
 CREATE EXTENSION iterable_audience;
 SELECT iterable_audience.create_account('marketing', 'test-key-hybrid', base_url => :'emulator_url');
 SELECT * FROM iterable_audience.accounts;
@@ -46,7 +49,7 @@ SELECT iterable_audience.test_account('marketing') AS test_account;
 SELECT iterable_audience.create_list('marketing', 'Newsletter', 'made by the demo') AS newsletter_list_id;
 SELECT list_id, list_name, list_type, description FROM iterable_audience.lists('marketing');
 
-\echo == 2. an audience: 5000 customers, a few of them with bad identifiers
+\echo '== 2. an audience: 5000 customers, a few of them with bad identifiers'
 CREATE TABLE customers (id int PRIMARY KEY, email text, user_id text, first_name text, plan text, vip boolean);
 INSERT INTO customers
 SELECT g, 'Customer' || g || '@Example.com', 'cust-' || g, 'Name' || g,
@@ -55,43 +58,48 @@ SELECT g, 'Customer' || g || '@Example.com', 'cust-' || g, 'Name' || g,
 UPDATE customers SET email = 'not-an-email', user_id = NULL WHERE id = 7;
 UPDATE customers SET user_id = 'a userId that is far too long for Iterable, over 52 chars', email = NULL WHERE id = 8;
 
-\echo == 3. a sync: the VIP customers (a query) mirror into a new list
+\echo '== 3. a sync: the VIP customers (a query) mirror into a new list'
 SELECT iterable_audience.create_sync('vip', 'marketing',
        'SELECT id, email, user_id, first_name, plan FROM customers WHERE vip OR id IN (7, 8)',
        new_list_name => 'VIP customers', email_column => 'email', user_id_column => 'user_id',
        data_fields => '{"firstName": "first_name", "plan": "plan"}') AS sync_id;
 SELECT sync_name, account_name, list_id, email_column, user_id_column, data_fields, schedule FROM iterable_audience.syncs;
 
-\echo == 4. dry run: what the first run would send (no call to Iterable)
+\echo '== 4. dry run: what the first run would send (no call to Iterable)'
 SELECT action, operation, valid, error_code, count(*) FROM iterable_audience.preview_sync('vip') GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3 DESC;
 
-\echo == 5. first run
+\echo '== 5. first run (this session listens for the alert every finished run sends)'
+LISTEN iterable_audience;
 SELECT run_id, status, audience_rows, planned_subscribes, planned_unsubscribes, subscribed, unsubscribed, failed, api_requests
   FROM iterable_audience.run_sync('vip');
 SELECT record_key, status, error_code, error_message FROM iterable_audience.sync_logs WHERE status = 'failed';
 
-\echo == 6. the audience changes: 100 leave, 50 join, 30 change plan, 10 change email
+\echo '== 6. the audience changes: 100 leave, 50 join, 30 change plan, 10 change email'
 UPDATE customers SET vip = false WHERE id IN (SELECT id FROM customers WHERE vip ORDER BY id LIMIT 100);
 UPDATE customers SET vip = true WHERE id IN (SELECT id FROM customers WHERE id % 5 <> 0 AND id > 10 ORDER BY id LIMIT 50);
 UPDATE customers SET plan = 'enterprise' WHERE id IN (SELECT id FROM customers WHERE vip AND plan <> 'enterprise' ORDER BY id DESC LIMIT 30);
 UPDATE customers SET email = 'new-' || id || '@example.com' WHERE id IN (SELECT id FROM customers WHERE vip ORDER BY id DESC OFFSET 100 LIMIT 10);
 SELECT action, operation, count(*) FROM iterable_audience.preview_sync('vip') WHERE valid GROUP BY 1, 2 ORDER BY 1, 2;
 
-\echo == 7. second run, then a third with nothing to do (sends no request)
+\echo '== 7. second run, then a third with nothing to do (sends no request)'
 SELECT run_id, status, audience_rows, planned_subscribes, planned_unsubscribes, subscribed, unsubscribed, failed, api_requests
   FROM iterable_audience.run_sync('vip');
 SELECT run_id, status, planned_subscribes, planned_unsubscribes, api_requests FROM iterable_audience.run_sync('vip');
 
-\echo == 8. the run report and a few log rows
+\echo '== 8. the run report and a few log rows'
 SELECT run_id, trigger, status, audience_rows, planned_subscribes AS plan_sub, planned_unsubscribes AS plan_unsub,
        subscribed, unsubscribed, failed, api_requests, finished_at - started_at AS took, snapshot_table
   FROM iterable_audience.sync_runs ORDER BY run_id;
 SELECT run_id, operation, action, record_key, email, status FROM iterable_audience.sync_logs
  WHERE run_id = 2 ORDER BY operation, record_key LIMIT 6;
 SELECT count(*) AS list_members_in_snapshot FROM iterable_audience_snapshots.vip_run_2;
+
+\echo '== 9. health: the last run, the last success, failures in a row, overdue'
+SELECT sync_name, kind, paused, last_run_status, consecutive_failures, failed_records_last_run, overdue
+  FROM iterable_audience.sync_health;
 SQL
 
-echo "== 9. what the emulator's list holds"
+echo "== 10. what the emulator's list holds"
 list_id=$(psql_demo -At -c "SELECT list_id FROM iterable_audience.syncs WHERE sync_name = 'vip'")
 members=$("$PYTHON" -c "import json,sys,urllib.request; print(len(json.load(urllib.request.urlopen('$EMULATOR_URL/_emulator/lists/$list_id/members'))))")
 expected=$(psql_demo -At -c "SELECT count(*) FROM customers WHERE vip")

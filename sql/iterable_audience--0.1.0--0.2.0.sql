@@ -111,7 +111,151 @@ RETURNS bigint AS 'MODULE_PATHNAME', 'ia_create_user_sync' LANGUAGE C CALLED ON 
 -- Operability: health, progress, alerts, drift (issue 19)
 ------------------------------------------------------------------------------------------------
 
+-- health, progress, alerts
 
+-- Live progress, on each run's row: the phase it is in (after it ended: the phase it ended in) and
+-- the records it will send or refuse. sync_runs.rate_limited (0.1.0) already counts 429s per answer.
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN phase text;
+ALTER TABLE iterable_audience.sync_runs ALTER COLUMN phase SET DEFAULT 'starting';
+ALTER TABLE iterable_audience.sync_runs ADD COLUMN records_planned bigint;
+COMMENT ON COLUMN iterable_audience.sync_runs.phase IS
+    'starting | planning | preflight | sending | finishing: the phase the run is in; once it ended, the phase it ended in';
+COMMENT ON COLUMN iterable_audience.sync_runs.records_planned IS
+    'Records the run sends or refuses, known once its plan is made';
+
+-- The n-th due time of a schedule strictly after a given instant (UTC); NULL for 'manual'.
+CREATE FUNCTION iterable_audience.next_due_time(schedule text, after timestamptz DEFAULT pg_catalog.now(),
+                                                n integer DEFAULT 1)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'ia_next_due_time' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION iterable_audience.next_due_time(text, timestamptz, integer) IS
+    'The n-th due time of a schedule strictly after an instant (UTC); NULL for manual';
+
+-- One row per sync, under the row-level rules of syncs (a role sees the syncs of roles it is a
+-- member of; superusers all). "Success" is a run that ended 'succeeded' or 'succeeded_with_failures'.
+-- overdue: the sync is scheduled (not 'manual', not paused) and the second due time of its schedule
+-- after its last success (or after its last change by create/alter/resume/reset_sync, if later) has
+-- passed: two due runs in a row came and went without a success. Exact for intervals and cron alike.
+CREATE VIEW iterable_audience.sync_health WITH (security_barrier) AS
+    SELECT s.sync_name,
+           s.kind,
+           s.paused,
+           last.status AS last_run_status,
+           last.finished_at AS last_run_finished_at,
+           ok.finished_at AS last_success_at,
+           (SELECT pg_catalog.count(*) FROM iterable_audience.sync_runs f
+             WHERE f.sync_id = s.sync_id AND f.status IN ('failed', 'blocked')
+               AND f.run_id > coalesce(ok.run_id, 0))::integer AS consecutive_failures,
+           last.failed AS failed_records_last_run,
+           CASE WHEN s.paused OR s.schedule IN ('manual', 'continuous') THEN false
+                ELSE coalesce(pg_catalog.now() >= iterable_audience.next_due_time(
+                         s.schedule, GREATEST(ok.finished_at, s.updated_at), 2), false)
+           END AS overdue
+      FROM iterable_audience.sync s
+      LEFT JOIN LATERAL (SELECT r.status, r.finished_at, r.failed FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id AND r.status <> 'running'
+                          ORDER BY r.run_id DESC LIMIT 1) last ON true
+      LEFT JOIN LATERAL (SELECT r.run_id, r.finished_at FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id AND r.status IN ('succeeded', 'succeeded_with_failures')
+                          ORDER BY r.run_id DESC LIMIT 1) ok ON true
+     WHERE pg_catalog.pg_has_role(s.owner, 'USAGE');
+COMMENT ON VIEW iterable_audience.sync_health IS
+    'Per sync: the last finished run, the last success, failed or blocked runs since it, and whether a scheduled sync is overdue';
+GRANT SELECT ON iterable_audience.sync_health TO PUBLIC;
+
+-- One row per run that is running now: its row says 'running' and its worker holds the sync's run
+-- lock (src/engine/sync_lock.hpp: advisory lock (6749, sync_id % 2147483647)), so a run left
+-- 'running' by a crash, not yet marked failed, is not shown. Updated as Iterable answers batches.
+CREATE VIEW iterable_audience.sync_progress WITH (security_barrier) AS
+    SELECT r.run_id, r.sync_name,
+           r.kind,
+           r.phase, r.records_planned,
+           r.subscribed + r.unsubscribed + r.updated + r.failed AS records_done,  -- tracked is added with event syncs
+           r.api_requests, r.rate_limited, r.started_at
+      FROM iterable_audience.sync_runs r
+     WHERE r.status = 'running'
+       AND r.sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.classid = 6749 AND l.objsubid = 2 AND l.granted
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.objid::bigint = r.sync_id % 2147483647);
+COMMENT ON VIEW iterable_audience.sync_progress IS
+    'Runs going now: phase, records planned and done, requests, 429s; updated as Iterable answers';
+GRANT SELECT ON iterable_audience.sync_progress TO PUBLIC;
+
+-- Alerts: NOTIFY iterable_audience with {"sync_name", "run_id", "kind", "status", "failed", "error"}
+-- in the transaction that records a run's final status, whatever records it (the run itself, an
+-- interrupt, the next run or the scheduler settling a run left 'running' by a crash, a scheduled
+-- run whose worker could not start). "failed" is the run's count of failed records; "error" its
+-- stored error (API keys are never in it), cut on a character boundary, with "..." appended, so
+-- that the payload stays under PostgreSQL's 8000-byte limit.
+CREATE FUNCTION iterable_audience._notify_run_finished() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    limit_bytes constant integer := 7999;  -- pg_notify refuses a payload of 8000 bytes or more
+    payload text;
+    base    integer;
+    lo      integer;
+    hi      integer;
+    mid     integer;
+BEGIN
+    payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id,
+                                 'kind', NEW.kind,
+                                 'status', NEW.status, 'failed', NEW.failed, 'error', NEW.error)::text;
+    IF octet_length(payload) > limit_bytes THEN
+        -- The longest prefix of the error (in characters) that fits with "..." appended.
+        base := octet_length(json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
+                                               'status', NEW.status, 'failed', NEW.failed, 'error', '...')::text);
+        lo := 0;
+        hi := least(length(NEW.error), limit_bytes);
+        WHILE lo < hi LOOP
+            mid := (lo + hi + 1) / 2;
+            IF base + octet_length(to_json(left(NEW.error, mid))::text) - 2 <= limit_bytes THEN
+                lo := mid;
+            ELSE
+                hi := mid - 1;
+            END IF;
+        END LOOP;
+        payload := json_build_object('sync_name', NEW.sync_name, 'run_id', NEW.run_id, 'kind', NEW.kind,
+                                     'status', NEW.status, 'failed', NEW.failed,
+                                     'error', left(NEW.error, lo) || '...')::text;
+    END IF;
+    PERFORM pg_notify('iterable_audience', payload);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    -- An alert must never stop the run's final status from being recorded.
+    RAISE WARNING 'iterable_audience: no NOTIFY for run % of sync "%": %', NEW.run_id, NEW.sync_name, SQLERRM;
+    RETURN NULL;
+END
+$fn$;
+REVOKE EXECUTE ON FUNCTION iterable_audience._notify_run_finished() FROM PUBLIC;
+CREATE TRIGGER notify_run_finished AFTER UPDATE OF status ON iterable_audience.sync_runs
+    FOR EACH ROW WHEN (OLD.status = 'running' AND NEW.status <> 'running')
+    EXECUTE FUNCTION iterable_audience._notify_run_finished();
+-- A run recorded as finished when inserted (a scheduled run whose worker could not start); not rows
+-- of an earlier time, such as those pg_restore loads.
+CREATE TRIGGER notify_run_recorded_finished AFTER INSERT ON iterable_audience.sync_runs
+    FOR EACH ROW WHEN (NEW.status <> 'running' AND NEW.finished_at >= pg_catalog.transaction_timestamp())
+    EXECUTE FUNCTION iterable_audience._notify_run_finished();
+
+
+-- drift check
+-- check_list: the list's members as Iterable has them (GET /api/lists/getUsers, 5 requests a minute
+-- per project, paced across sessions) compared with the sync's latest snapshot.
+CREATE FUNCTION iterable_audience.check_list(sync_name text)
+RETURNS TABLE(record_key text, email text, user_id text, problem text)
+AS 'MODULE_PATHNAME', 'ia_check_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.check_list(text) IS
+    'Members the sync''s latest snapshot has and Iterable''s list lacks (missing_in_iterable), and members of the list the snapshot does not have (unexpected_in_iterable)';
+
+-- repair_list: the same read-back; the missing records are marked in doubt in the latest snapshot so
+-- that the next run subscribes them again; with unsubscribe_unexpected, the unexpected members are
+-- added in doubt, so that the next run unsubscribes those the audience does not have.
+CREATE FUNCTION iterable_audience.repair_list(sync_name text, unsubscribe_unexpected boolean DEFAULT false)
+RETURNS TABLE(record_key text, email text, user_id text, problem text, repair text)
+AS 'MODULE_PATHNAME', 'ia_repair_list' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.repair_list(text, boolean) IS
+    'Makes the next run resubscribe the members missing in Iterable and, with unsubscribe_unexpected => true, unsubscribe the unexpected ones that are not in the audience';
 
 ------------------------------------------------------------------------------------------------
 -- Pacing and continuous syncs (issue 18)

@@ -1,4 +1,5 @@
 // Library entry: module magic and _PG_init.
+#include "iterable/list_read_pacing.hpp"
 #include "iterable/shared_pacing.hpp"  // before pg/postgres.hpp: it includes src/core headers
 
 #include "pg/postgres.hpp"
@@ -19,6 +20,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade) {
 		ia::scheduler::register_at_preload();
 		ia::shared_pacing::install_shmem_hooks();
+		ia::list_read_pacing::install_shmem_hooks();  // getUsers, 5 a minute per project
 	}
 }
 }

@@ -57,12 +57,13 @@ define()
 	// scheduler, and no database_name either.
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomStringVariable("iterable_audience.database_name",
-		                           "Database whose syncs the scheduler runs (one database per cluster).",
+		                           "Restricts the scheduler to one database; empty: every database where the "
+		                           "extension is installed.",
 		                           "Runs in other databases can be started with run_sync(), by hand or from pg_cron.",
-		                           &database_name, "postgres", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, nullptr, nullptr,
+		                           &database_name, "", PGC_POSTMASTER, GUC_SUPERUSER_ONLY, nullptr, nullptr,
 		                           nullptr);
 	DefineCustomIntVariable("iterable_audience.max_concurrent_syncs",
-	                        "Scheduled runs the scheduler keeps going at once; due syncs beyond it wait for a slot.",
+	                        "Scheduled runs the scheduler of each database keeps going at once; due syncs beyond it wait for a slot.",
 	                        nullptr, &max_concurrent_syncs, 2, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("iterable_audience");
 }

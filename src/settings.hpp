@@ -14,7 +14,7 @@ extern int batch_size;
 extern int max_requests_in_flight;
 extern int plan_work_mem_kb;  // -1: work_mem
 // Scheduler (docs/scheduler.md)
-extern char *database_name;
+extern char *database_name;     // empty: every database (NULL without preloading)
 extern int max_concurrent_syncs;
 
 void define();

@@ -2,6 +2,7 @@
 // and a run commits its progress batch by batch; run_sync waits for it and returns its row.
 #include "engine/run_launcher.hpp"
 #include "engine/run_preparation.hpp"
+#include "engine/run_progress.hpp"
 #include "definitions/sync_definition.hpp"
 #include "engine/sync_lock.hpp"
 
@@ -46,7 +47,7 @@ start_run_worker(const RunRequest &request, const std::string &sync_name, bool n
 }
 
 void
-wait_for_run_worker(BackgroundWorkerHandle *handle)
+wait_for_run_worker(BackgroundWorkerHandle *handle, const std::function<void()> &while_waiting)
 {
 	for (;;) {
 		pid_t pid;
@@ -66,6 +67,8 @@ wait_for_run_worker(BackgroundWorkerHandle *handle)
 			}
 			throw pg::Interrupted();
 		}
+		if (while_waiting)
+			while_waiting();
 		pg::guard([] {
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -143,7 +146,8 @@ IA_SQL_FUNCTION(ia_run_sync)
 	ia::unlock_sync_for_run(sync.sync_id);
 
 	BackgroundWorkerHandle *handle = ia::start_run_worker(request, sync.name, true);
-	ia::wait_for_run_worker(handle);
+	ia::ProgressNotices notices(request.run_id, sync.name);
+	ia::wait_for_run_worker(handle, [&] { notices.poll(); });
 
 	ia::pg::guard([&] {
 		int rc = SPI_execute(("SELECT * FROM iterable_audience.sync_runs WHERE run_id = " +

@@ -1,5 +1,6 @@
 // A run's phases in order (sync_run.hpp); each phase is in its own file (run.hpp).
 #include "engine/run.hpp"
+#include "engine/run_progress.hpp"
 #include "engine/snapshot_tables.hpp"
 #include "engine/sync_run.hpp"
 
@@ -62,6 +63,7 @@ Run::perform()
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
 	timed("settle", [&] { settle_earlier_runs(); });
+	record_phase(request_.run_id, "planning");
 	try {
 		timed("plan", [&] { plan(); });
 	} catch (const pg::PgError &e) {
@@ -72,21 +74,25 @@ Run::perform()
 		throw RunEnded{"failed", std::string(e.what()) + "; nothing was sent and no one was unsubscribed" +
 		                             (e.hint.empty() ? std::string() : ". " + e.hint)};
 	}
+	record_planned_records(request_.run_id, planned_total() + refused_);
 	check_removal_guard();
 	record_refused();
 	std::optional<RunEnded> ended;
 	if (planned_total() > 0) {
+		record_phase(request_.run_id, "preflight");
 		timed("preflight", [&] {
 			report("checking before sending");
 			kind_->preflight(sync_, account_, request_.run_id);
 		});
 		pg::in_transaction([&] { create_snapshot_shell(sync_.sync_id, sync_.name, request_.run_id, sync_.owner); });
+		record_phase(request_.run_id, "sending");
 		try {
 			timed("send", [&] { send(); });
 		} catch (const RunEnded &e) {
 			ended = e;  // Iterable refused the run during the send: what it acknowledged is recorded
 		}
 	}
+	record_phase(request_.run_id, "finishing");
 	timed("finish", [&] { finish(ended ? ended->status : run_status_for(failed_), ended ? ended->error : ""); });
 	if (!ended)
 		timed("retention", [&] { retention(); });

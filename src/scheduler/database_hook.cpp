@@ -1,6 +1,6 @@
 #include "scheduler/database_hook.hpp"
 #include "scheduler/shmem.hpp"
-#include "settings.hpp"
+#include "scheduler/wake.hpp"
 
 #include "pg/postgres.hpp"
 
@@ -41,13 +41,14 @@ database_needing_exclusive_access(Node *parsetree)
 	return NULL;
 }
 
+/* Asks the scheduler of the database the statement needs alone, if any, to step aside. */
 void
 step_aside_if_served(Node *parsetree)
 {
 	const char *dbname = database_needing_exclusive_access(parsetree);
 	Oid			dboid;
 
-	if (dbname == NULL || settings::database_name == NULL || strcmp(dbname, settings::database_name) != 0)
+	if (dbname == NULL)
 		return;
 	dboid = get_database_oid(dbname, true);
 	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
@@ -55,15 +56,47 @@ step_aside_if_served(Node *parsetree)
 	request_step_aside(dboid);
 }
 
+bool
+names_this_extension(List *names)
+{
+	ListCell   *cell;
+
+	foreach(cell, names)
+		if (strcmp(strVal(lfirst(cell)), "iterable_audience") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * After a statement that succeeded: CREATE EXTENSION iterable_audience and CREATE DATABASE (its
+ * template may have the extension) wake the launcher at commit, so that the database gets its
+ * scheduler at once; DROP EXTENSION wakes the database's scheduler, which then exits.
+ */
+void
+wake_after(Node *parsetree)
+{
+	if (IsA(parsetree, CreateExtensionStmt) && strcmp(((CreateExtensionStmt *) parsetree)->extname,
+	                                                  "iterable_audience") == 0)
+		ia::wake_launcher_at_commit_c(true);
+	else if (IsA(parsetree, CreatedbStmt))
+		ia::wake_launcher_at_commit_c(false);
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION &&
+	         names_this_extension(((DropStmt *) parsetree)->objects))
+		ia::wake_scheduler_at_commit_c();
+}
+
 void
 process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, ProcessUtilityContext context,
                 ParamListInfo params, QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	step_aside_if_served(pstmt->utilityStmt);
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	step_aside_if_served(parsetree);
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	wake_after(parsetree);
 }
 
 }  // namespace

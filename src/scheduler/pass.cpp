@@ -35,7 +35,7 @@ struct Launched {
 std::vector<Launched> launched;
 
 bool interrupted_runs_failed = false;   // done once per scheduler start, when the extension is there
-bool said_not_installed = false;
+bool serving = false;                   // this process has found the extension installed
 
 struct DueSync {
 	int64_t sync_id;
@@ -213,7 +213,7 @@ plan_pass()
 		PassPlan plan;
 		lock_extension_tables(plan);
 		if (!plan.installed) {
-			plan.state = "idle: extension iterable_audience is not installed in this database";
+			plan.state = "extension iterable_audience is not installed in this database";
 			return plan;
 		}
 		if (plan.busy) {
@@ -297,21 +297,27 @@ start_runs(const PassPlan &plan)
 	return started;
 }
 
-long
-pass()
+PassOutcome
+pass(const char *database_name)
 {
 	TimestampTz woke_at = GetCurrentTimestamp();
 	pg::guard([] { pgstat_report_activity(STATE_RUNNING, "iterable_audience scheduler: looking for due syncs"); });
 	reap_exited_workers();
 
+	// Read before the pass's snapshot: a CREATE EXTENSION that bumps it later is looked at again.
+	uint32_t generation = recheck_generation();
 	PassPlan plan = plan_pass();
 	if (!plan.installed) {
-		if (!said_not_installed)
-			log_message(LOG, "extension iterable_audience is not installed in this database; checking again every "
-			                 "minute");
-		said_not_installed = true;
-	} else {
-		said_not_installed = false;
+		if (serving)
+			log_message(LOG, std::string("extension iterable_audience was dropped in database \"") + database_name +
+			                     "\": this scheduler exits (CREATE EXTENSION starts one again)");
+		report_not_installed(generation);
+		return {0, true};
+	}
+	if (!serving) {
+		serving = true;
+		mark_serving();
+		log_message(LOG, std::string("serving database \"") + database_name + "\"");
 	}
 	int started = start_runs(plan);
 	if (started > 0)
@@ -321,17 +327,17 @@ pass()
 	report_pass(woke_at, woke_at + static_cast<int64_t>(plan.sleep_ms) * 1000, static_cast<int>(launched.size()),
 	            settings::max_concurrent_syncs, plan.state.c_str());
 	pg::guard([&] { pgstat_report_activity(STATE_IDLE, activity.c_str()); });
-	return plan.sleep_ms;
+	return {plan.sleep_ms, false};
 }
 
 }  // namespace
 
-long
-run_pass() noexcept
+PassOutcome
+run_pass(const char *database_name) noexcept
 {
 	std::string error;
 	try {
-		return pass();
+		return pass(database_name);
 	} catch (const pg::PgError &e) {
 		error = e.message;
 	} catch (const pg::UserError &e) {
@@ -349,7 +355,7 @@ run_pass() noexcept
 	} catch (...) {
 		// Nothing more to do: the pause still applies.
 	}
-	return kErrorPauseMs;
+	return {kErrorPauseMs, false};
 }
 
 }  // namespace ia::scheduler

@@ -1,4 +1,6 @@
 // One pass of the scheduler over its database, in C++ behind a noexcept boundary:
+//   * when the extension is not installed (never was, or was dropped): the pass says so and the
+//     scheduler exits, freeing its worker slot; the launcher looks again on CREATE EXTENSION;
 //   * the first time the extension is seen: runs left 'running' whose sync's run lock is free (their
 //     worker is gone: crash or restart) are marked failed, 'server restarted';
 //   * each due sync (not paused, next_run_at <= now()) either gets a run worker (at most
@@ -11,8 +13,12 @@
 
 namespace ia::scheduler {
 
+struct PassOutcome {
+	long sleep_ms;            // how long to sleep before the next pass
+	bool extension_missing;   // the extension is not installed here: the scheduler exits
+};
+
 // Never throws: an error is logged, its transaction rolled back, and the pass asks for a pause.
-// Returns the time to sleep, in milliseconds.
-long run_pass() noexcept;
+PassOutcome run_pass(const char *database_name) noexcept;
 
 }  // namespace ia::scheduler

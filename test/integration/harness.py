@@ -66,6 +66,10 @@ class Cluster:
             "listen_addresses": "''",
             "unix_socket_directories": "'%s'" % self.dir,
             "shared_preload_libraries": "'iterable_audience'",
+            # The scheduler serves only 'postgres' (where conftest's databases are not), so that no
+            # scheduled run starts behind a test's back; test_scheduler_databases.py sets '' (every
+            # database, the default of the setting).
+            "iterable_audience.database_name": "'postgres'",
             "max_worker_processes": "32",
             "fsync": "off",
             "synchronous_commit": "off",

@@ -385,26 +385,34 @@ def test_served_database_drop_extension_and_drop_database(emulator):
     c = Cluster(extra_conf=dict(BASE_CONF, **{"iterable_audience.database_name": "'served'"}))
     try:
         admin = c.connect()
+        wait_for(lambda: 'database "served" named by iterable_audience.database_name does not exist' in c.server_log(),
+                 what="the launcher to say the database is missing")
         sql(admin, "CREATE DATABASE served")
-        pid = wait_for_scheduler(admin)  # restarted every 5 s until the database exists
         served = c.connect(dbname="served")
-        install(served, emulator)
+        install(served, emulator)  # CREATE EXTENSION wakes the launcher at commit
+        pid = wait_for(lambda: status(served)["pid"], what="the scheduler of the new database")
         make_people(served, "people", 3)
         create_sync(served, "every_minute", "people", schedule="every 1 minute")
         assert status(served)["serves_this_database"]
 
         sql(served, "SET lock_timeout = '10s'")
         sql(served, "DROP EXTENSION iterable_audience CASCADE")
-        assert scheduler_pids(admin) == [pid]
-        sql(served, "CREATE EXTENSION iterable_audience; SELECT iterable_audience.wake_scheduler()")
-        wait_for(lambda: status(served)["state"] == "waiting for the next due sync", what="the scheduler to see it")
+        # Woken at commit, the scheduler finds no extension and exits, freeing its worker slot.
+        wait_for(lambda: pid not in scheduler_pids(admin), what="the scheduler to exit after DROP EXTENSION")
+        assert 'extension iterable_audience was dropped in database "served"' in c.server_log()
+        sql(served, "CREATE EXTENSION iterable_audience")
+        wait_for(lambda: status(served)["state"] == "waiting for the next due sync", what="a scheduler to serve it again")
+        pid = status(served)["pid"]
         served.close()
 
         sql(admin, "SET statement_timeout = '30s'")
         sql(admin, "DROP DATABASE served")  # no FORCE: the scheduler steps aside
         assert "stepping aside" in c.server_log()
         sql(admin, "CREATE DATABASE served")
-        wait_for_scheduler(admin, timeout=60, other_than=pid)
+        served = c.connect(dbname="served")
+        install(served, emulator)
+        wait_for(lambda: status(served)["pid"] not in (None, pid), what="a scheduler for the new database")
+        served.close()
         admin.close()
     finally:
         c.destroy()
@@ -412,12 +420,13 @@ def test_served_database_drop_extension_and_drop_database(emulator):
 
 def test_run_that_cannot_start_is_recorded(emulator):
     """No free background worker slot: the scheduled run is recorded as failed, and the scheduler goes on."""
-    # Two slots: the scheduler and the logical replication launcher. None is left for a run.
-    c = Cluster(extra_conf=dict(SCHED_CONF, max_worker_processes="2"))
+    # Three slots: the launcher, the scheduler and the logical replication launcher. None is left for
+    # a run.
+    c = Cluster(extra_conf=dict(SCHED_CONF, max_worker_processes="3"))
     try:
         conn = c.connect()
-        wait_for_scheduler(conn)
         install(conn, emulator)
+        wait_for_scheduler(conn)
         make_people(conn, "noslot", 2)
         create_sync(conn, "noslot", "noslot", schedule="every 1 hour")
         make_due(conn, "noslot")
