@@ -1,4 +1,5 @@
 #include "core/http_client.hpp"
+#include "core/redaction.hpp"
 
 #include <curl/curl.h>
 #include <unistd.h>
@@ -499,6 +500,16 @@ void HttpClient::finalize(std::unique_ptr<Transfer> t, const AttemptOutcome& las
     }
     r.error = what + " (" + std::to_string(t->attempts) +
               (t->attempts == 1 ? " attempt" : " attempts") + "; " + t->last_curl_error + ")";
+  }
+  // The boundary where outside text enters the extension: the key sent never comes back in it
+  // (an echo of the request in an error body, a URL in curl's message). A 2xx body is parsed, and
+  // must not change when a short key happens to occur in it; the parser's errors quoting it are
+  // redacted by the caller.
+  if (!t->req.secret.empty()) {
+    const std::string& key = t->req.secret;
+    if (r.status < 200 || r.status > 299) r.body = redact_secret(r.body, key);
+    r.content_type = redact_secret(r.content_type, key);
+    r.error = redact_secret(r.error, key);
   }
   done_.push_back(Done{t->seq, std::move(r)});
   // t (easy handle, header list) is released here; it is no longer attached to the multi handle

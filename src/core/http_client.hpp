@@ -26,6 +26,11 @@ struct HttpRequest {
   std::vector<std::string> headers;  // "Name: value"; never logged or echoed (the API key is here)
   std::string body;                  // sent when non-empty (and always for POST)
   uint64_t tag = 0;                  // caller's id, returned in the result
+  std::string secret;                // the API key sent in a header: never in the result's text.
+                                     // redact_secret() takes it out of the error, the content type
+                                     // and the body of every answer that is not 2xx; a 2xx body is
+                                     // left as it is for parsing (text quoting it must be redacted
+                                     // by the caller: parse_answer() in src/iterable/iterable_call.hpp)
 };
 
 struct HttpOptions {
@@ -41,10 +46,12 @@ struct HttpResult {
   uint64_t tag = 0;
   TransportOutcome outcome = TransportOutcome::OtherError;  // of the final attempt
   long status = 0;                   // HTTP status of the final attempt, 0 if none
-  std::string body;                  // response body of the final attempt
-  std::string content_type;
+  std::string body;                  // response body of the final attempt (request.secret redacted
+                                     // unless the status is 2xx)
+  std::string content_type;          // request.secret redacted
   std::string error;                 // human text for non-Response outcomes (names host:port and the
-                                     // timeout; never the headers, the path or the query string)
+                                     // timeout; never the headers, the path or the query string;
+                                     // request.secret redacted)
   int attempts = 0;
   int rate_limited = 0;              // how many attempts were answered 429
   double elapsed_seconds = 0;        // from submit to final result

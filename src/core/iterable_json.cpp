@@ -1,4 +1,5 @@
 #include "core/iterable_json.hpp"
+#include "core/redaction.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -117,62 +118,7 @@ std::size_t estimate_size(const std::vector<Subscriber>& subscribers, bool with_
 
 constexpr std::size_t kMaxShownBytes = 200;
 
-bool ascii_alnum(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
 char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// Length of the key name "api-key", "api_key" or "apikey" (any case) starting at s[i] as a whole
-// word, or 0.
-std::size_t key_name_at(const std::string& s, std::size_t i) {
-    static constexpr std::string_view kNames[] = {"api-key", "api_key", "apikey"};
-    if (i > 0 && ascii_alnum(static_cast<unsigned char>(s[i - 1]))) return 0;
-    for (std::string_view name : kNames) {
-        if (s.size() - i < name.size()) continue;
-        bool eq = true;
-        for (std::size_t k = 0; k < name.size() && eq; ++k) eq = ascii_lower(s[i + k]) == name[k];
-        if (!eq) continue;
-        const std::size_t end = i + name.size();
-        if (end < s.size() && ascii_alnum(static_cast<unsigned char>(s[end]))) return 0;  // e.g. apiKeyIdentifier
-        return name.size();
-    }
-    return 0;
-}
-
-// Where the value following a key name ending at s[j] starts, and where it ends.
-std::size_t value_start(const std::string& s, std::size_t j) {
-    while (j < s.size() && s[j] != '\0' && std::strchr(" \"':=,(", s[j]) != nullptr) ++j;
-    return j;
-}
-std::size_t value_end(const std::string& s, std::size_t k) {
-    while (k < s.size() && std::strchr(" \"',);&}]", s[k]) == nullptr) ++k;
-    return k;
-}
-
-// Replaces the value following "api-key", "api_key" or "apikey" (as a whole word) by "[redacted]".
-// A value that itself contains a key name ("apikey api-key: K", "api-key-apikey=K") runs on to the
-// end of that name's value, so that the key after the last name is redacted too.
-std::string redact_api_keys(std::string s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const std::size_t name_len = key_name_at(s, i);
-        if (name_len == 0) {
-            ++i;
-            continue;
-        }
-        const std::size_t j = value_start(s, i + name_len);
-        std::size_t k = value_end(s, j);
-        for (std::size_t p = j; p < k; ++p) {  // k grows while names follow each other
-            if (const std::size_t n = key_name_at(s, p)) k = std::max(k, value_end(s, value_start(s, p + n)));
-        }
-        if (k > j) {
-            s.replace(j, k - j, "[redacted]");
-            k = j + 10;
-        }
-        i = k;
-    }
-    return s;
-}
 
 // Folds `text` into one line of at most ~kMaxShownBytes bytes of valid UTF-8 (see the header).
 std::string one_line(std::string_view text, bool strip_tags) {
@@ -219,7 +165,7 @@ std::string one_line(std::string_view text, bool strip_tags) {
         i += static_cast<std::size_t>(len > 0 ? len : -len);
     }
     if (truncated) out += "...";
-    return redact_api_keys(std::move(out));
+    return redact_secret(out, {});  // the header-name rule (the key itself is gone already)
 }
 
 std::string body_snippet(std::string_view body) {

@@ -116,7 +116,8 @@ std::optional<ApiError> parse_error_envelope(std::string_view body);
 // The envelope's code is left out when it is "Success" (Iterable sends it on some errors). Other
 // bodies are shown as text: HTML tags dropped, control characters and runs of whitespace folded to
 // one space. The text shown is truncated to about 200 bytes ("..." appended), always valid UTF-8,
-// and values following "api-key"/"api_key"/"apikey" are replaced by "[redacted]".
+// and values following "api-key"/"api_key"/"apikey" are replaced by "[redacted]" (redact_secret()
+// with no key: the key itself is redacted by value from the body before, by the HTTP client).
 std::string describe_http_failure(long status, std::string_view body);
 
 }  // namespace ia

@@ -45,6 +45,8 @@ void
 Run::settle_earlier_runs()
 {
 	pg::in_transaction([&] {
+		// Snapshot tables a pg_upgrade (or a restore without triggers) left untied from the extension.
+		tie_registered_snapshot_tables(sync_.sync_id);
 		for (int64_t run : unsettled_runs(sync_.sync_id)) {
 			report("settling run " + std::to_string(run) + ", which ended before recording its snapshot");
 			fill_run_snapshot(sync_.sync_id, sync_.name, run, sync_.owner, latest_snapshot_table(sync_.sync_id));

@@ -172,7 +172,9 @@ SendLoop::answered(const HttpResult &result, bool uncertain)
 	const std::vector<Subscriber> &records = records_of(part, storage);
 	if (call_succeeded(result)) {
 		try {
-			BulkResponse response = run_.kind_->read_answer(*op_, result.body, records);
+			BulkResponse response = parse_answer(run_.account_, result.body, [&](const std::string &b) {
+				return run_.kind_->read_answer(*op_, b, records);
+			});
 			for (size_t i = 0; i < response.rows.size(); i++) {
 				const RowOutcome &row = response.rows[i];
 				if (!row.succeeded)

@@ -4,6 +4,14 @@
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
 
+extern "C" {
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
+}
+
 namespace ia {
 
 namespace {
@@ -61,6 +69,46 @@ settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id)
 	       "(l.state = 'failed' AND p.record_key IS NULL)))";
 }
 
+bool
+tie_snapshot_table(const std::string &table_name)
+{
+	// Untied: no dependency of any kind on the extension (a member of 0.1.0 has one, deptype 'e').
+	pg::SqlResult r = pg::exec(
+	    "SELECT c.oid::text, e.oid::text FROM pg_catalog.pg_class c "
+	    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+	    "CROSS JOIN pg_catalog.pg_extension e "
+	    "WHERE n.nspname = 'iterable_audience_snapshots' AND c.relname = $1 AND c.relkind = 'r' "
+	    "AND e.extname = 'iterable_audience' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+	    "WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.objsubid = 0 "
+	    "AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = e.oid)",
+	    {table_name});
+	if (r.empty())
+		return false;
+	Oid relid = static_cast<Oid>(std::stoul(*r.at(0, 0)));
+	Oid extension = static_cast<Oid>(std::stoul(*r.at(0, 1)));
+	pg::guard([&] {
+		// The lock ALTER EXTENSION ADD takes: conflicts with DROP EXTENSION, as membership did.
+		LockDatabaseObject(ExtensionRelationId, extension, 0, ShareUpdateExclusiveLock);
+		ObjectAddress table{RelationRelationId, relid, 0};
+		ObjectAddress owner{ExtensionRelationId, extension, 0};
+		recordDependencyOn(&table, &owner, DEPENDENCY_AUTO_EXTENSION);
+		CommandCounterIncrement();
+	});
+	return true;
+}
+
+int
+tie_registered_snapshot_tables(std::optional<int64_t> sync_id)
+{
+	pg::SqlResult r = pg::exec(
+	    "SELECT table_name FROM iterable_audience.snapshot WHERE $1::bigint IS NULL OR sync_id = $1::bigint",
+	    {sync_id ? pg::SqlValue(std::to_string(*sync_id)) : pg::SqlValue()});
+	int tied = 0;
+	for (const pg::SqlRow &row : r.rows)
+		tied += tie_snapshot_table(*row[0]) ? 1 : 0;
+	return tied;
+}
+
 std::string
 create_snapshot_shell(int64_t sync_id, const std::string &sync_name, int64_t run_id, unsigned int sync_owner)
 {
@@ -70,7 +118,7 @@ create_snapshot_shell(int64_t sync_id, const std::string &sync_name, int64_t run
 	          " (record_key text NOT NULL, email text, user_id text, row_hash bigint NOT NULL, "
 	          "synced_at timestamptz NOT NULL, run_id bigint NOT NULL)")
 	             .c_str());
-	pg::exec(("ALTER EXTENSION iterable_audience ADD TABLE " + qualified).c_str());
+	tie_snapshot_table(table);
 	pg::exec(("COMMENT ON TABLE " + qualified + " IS " +
 	          pg::quote_literal("Members of the Iterable list of sync \"" + sync_name +
 	                            "\" as Iterable acknowledged them, after run " + std::to_string(run_id) +
@@ -140,10 +188,8 @@ drop_snapshot_tables(int64_t sync_id, int keep)
 	for (const pg::SqlRow &row : old.rows) {
 		std::string qualified = "iterable_audience_snapshots." + pg::quote_identifier(*row[1]);
 		pg::SqlValue exists = pg::exec_scalar("SELECT to_regclass($1) IS NOT NULL", {qualified});
-		if (exists && *exists == "t") {
-			pg::exec(("ALTER EXTENSION iterable_audience DROP TABLE " + qualified).c_str());
+		if (exists && *exists == "t")
 			pg::exec(("DROP TABLE " + qualified).c_str());
-		}
 		pg::exec("DELETE FROM iterable_audience.snapshot WHERE sync_id = $1::bigint AND run_id = $2::bigint",
 		         {std::to_string(sync_id), *row[0]});
 	}

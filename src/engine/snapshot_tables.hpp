@@ -1,5 +1,6 @@
 // Snapshot tables (iterable_audience_snapshots.*): the list as Iterable acknowledged it, one table
-// per run that sent something. Each is an extension member, so DROP EXTENSION removes it too.
+// per run that sent something. Each is tied to the extension (tie_snapshot_table), so DROP EXTENSION
+// removes it too, but is not a member of it, so pg_dump dumps it whole (definition, grants, rows).
 //
 // A run's snapshot is built in one statement from the previous snapshot and the run's batches
 // (iterable_audience.sync_batch, committed before each request went out, answered after):
@@ -29,7 +30,20 @@ constexpr int64_t kInDoubtHash = 0;  // row_hash of a snapshot record whose last
 // synced_at, run_id.
 std::string settled_snapshot_sql(const std::optional<std::string> &previous, int64_t run_id);
 
-// Creates the (empty) snapshot table of run `run_id` before it sends: an extension member, so that
+// Ties the snapshot table iterable_audience_snapshots.<table_name> to the extension with an
+// auto-extension dependency (pg_depend deptype 'x', what ALTER ... DEPENDS ON EXTENSION records):
+// DROP EXTENSION drops it, without CASCADE. Not membership: pg_dump leaves the definition of an
+// extension member out (CREATE EXTENSION is expected to make it), and CREATE EXTENSION cannot make
+// tables created at run time. pg_dump does not carry this dependency either, so a restore ties the
+// tables again when it loads iterable_audience.snapshot (a trigger on it), and every run ties its
+// sync's (after pg_upgrade or a restore without triggers). Takes the lock ALTER EXTENSION ADD takes.
+// False when the table is missing or tied already.
+bool tie_snapshot_table(const std::string &table_name);
+
+// Ties the registered snapshot tables (of one sync, or all) that are not tied yet; how many it tied.
+int tie_registered_snapshot_tables(std::optional<int64_t> sync_id);
+
+// Creates the (empty) snapshot table of run `run_id` before it sends, tied to the extension, so that
 // DROP EXTENSION, which may be waiting for the run, never has to wait on it in turn. Registered as
 // not filled; grants the sync's owner SELECT on it. Returns its qualified, quoted name.
 std::string create_snapshot_shell(int64_t sync_id, const std::string &sync_name, int64_t run_id,

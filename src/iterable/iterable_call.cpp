@@ -34,6 +34,7 @@ iterable_request(const Account &account, const char *method, const std::string &
 	if (!body.empty())
 		r.headers.push_back("Content-Type: application/json");
 	r.body = std::move(body);
+	r.secret = account.api_key;
 	return r;
 }
 

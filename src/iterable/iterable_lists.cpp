@@ -12,7 +12,7 @@ T
 parse_or_explain(const Account &account, const char *endpoint, const std::string &body, Parse parse)
 {
 	try {
-		return parse(body);
+		return parse_answer(account, body, parse);
 	} catch (const ResponseFormatError &e) {
 		throw pg::UserError(ERRCODE_PROTOCOL_VIOLATION,
 		                    std::string("Iterable's answer to ") + endpoint + " for account \"" + account.name +

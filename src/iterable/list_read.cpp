@@ -83,7 +83,7 @@ fetch_list_members(const Account &account, int64_t list_id, bool prefer_user_id,
 		throw_call_failure(account, what.c_str(), result);
 	}
 	try {
-		return parse_list_members(result.body);
+		return parse_answer(account, result.body, [](const std::string &b) { return parse_list_members(b); });
 	} catch (const ResponseFormatError &e) {
 		throw UserError(ERRCODE_PROTOCOL_VIOLATION,
 		                "Iterable's answer to GET /api/lists/getUsers for account \"" + account.name +

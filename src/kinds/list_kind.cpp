@@ -38,7 +38,7 @@ class ListKind final : public SyncKind {
 		HttpResult result = check_api_key(account, run_id);
 		std::vector<ListInfo> lists;
 		try {
-			lists = parse_lists_response(result.body);
+			lists = parse_answer(account, result.body, [](const std::string &b) { return parse_lists_response(b); });
 		} catch (const ResponseFormatError &e) {
 			throw RunEnded{"failed", std::string("Iterable's answer to GET /api/lists is not in the documented shape (") +
 			                             e.what() + "); nothing was sent"};

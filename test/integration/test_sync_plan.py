@@ -136,10 +136,15 @@ def test_snapshot_retention_keeps_the_newest(db, emulator):
     assert [r["run_id"] for r in query(db, "SELECT run_id FROM iterable_audience.snapshot ORDER BY run_id")] == [
         r["run_id"] for r in runs[2:]]
     assert len(snapshot_rows(db, "plan_sync")) == 20
-    # Extension member tables: dropping the extension would take them along.
+    # Tied to the extension (auto-extension dependency, not membership: pg_dump must dump them whole):
+    # dropping the extension takes them along.
     assert scalar(db, "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
                       "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                      "WHERE n.nspname = 'iterable_audience_snapshots' AND d.deptype = 'e'") == 2
+                      "WHERE n.nspname = 'iterable_audience_snapshots' AND d.deptype = 'x' "
+                      "AND d.refclassid = 'pg_extension'::regclass") == 2
+    assert scalar(db, "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+                      "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE n.nspname = 'iterable_audience_snapshots' AND d.deptype = 'e'") == 0
     check_invariants(db, emulator, "plan_sync")
 
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/http_client.hpp"
+#include "core/redaction.hpp"
 #include "http_test_server.hpp"
 
 using iatest::Action;
@@ -649,4 +650,37 @@ TEST(HttpClient, TlsVerifiesPeerAndHost) {
   r = c.perform(get(wrong.url()), opts, kNever);
   EXPECT_EQ(r.outcome, ia::TransportOutcome::TlsError) << r.error;
   EXPECT_EQ(r.attempts, 1);
+}
+
+// The request's secret never comes back in the result's text: redacted from the body of an answer
+// that is not 2xx, from the content type and from the transport error (issue 16); a 2xx body is
+// left as sent, for parsing.
+TEST(HttpClient, SecretIsRedactedFromErrorBodiesContentTypeAndErrors) {
+  TestServer srv;
+  Action refused = Action::respond(400, std::string(R"({"msg":"request {\"headers\": [\")") + kApiKey +
+                                            R"(\"]} refused","code":"BadParams"})");
+  refused.content_type = std::string("text/x-") + kApiKey;
+  srv.enqueue(refused);
+  srv.enqueue(Action::respond(200, std::string(R"({"echo":")") + kApiKey + "\"}"));
+  ia::HttpClient c;
+  auto req = get(srv.url("/api/lists/subscribe"));
+  req.secret = kApiKey;
+  const auto r = c.perform(req, fast_options(), kNever);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body, R"({"msg":"request {\"headers\": [\"[redacted]\"]} refused","code":"BadParams"})");
+  EXPECT_EQ(r.content_type, "text/x-[redacted]");
+  const auto ok = c.perform(req, fast_options(), kNever);
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, std::string(R"({"echo":")") + kApiKey + "\"}");
+
+  // curl's error text names the host: a key that happens to spell it is redacted there too.
+  const int port = iatest::closed_port();
+  auto unreachable = get("http://localhost:" + std::to_string(port) + "/x");
+  unreachable.secret = "LocalHost";
+  auto opts = fast_options();
+  opts.retry.max_attempts = 1;
+  const auto e = c.perform(unreachable, opts, kNever);
+  EXPECT_EQ(e.outcome, ia::TransportOutcome::ConnectFailed);
+  EXPECT_FALSE(ia::contains_secret(e.error, "localhost")) << e.error;
+  EXPECT_NE(e.error.find("[redacted]"), std::string::npos) << e.error;
 }
