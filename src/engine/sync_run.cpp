@@ -62,6 +62,10 @@ Run::perform()
 {
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
+	if (kind_->planning() == SyncKind::Planning::PastCursor) {
+		perform_cursor_run();
+		return;
+	}
 	timed("settle", [&] { settle_earlier_runs(); });
 	record_phase(request_.run_id, "planning");
 	try {

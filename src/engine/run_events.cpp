@@ -1,0 +1,510 @@
+// The run of a sync whose kind plans 'rows past the cursor' (SyncKind::Planning::PastCursor: event
+// syncs): read the rows past the cursor in ranges (event_cursor.hpp), build each row's request
+// (core/event_bodies.hpp), write each batch to the ledger (sync_batch) durably before its request,
+// send it paced per project and endpoint, map Iterable's answer to each row (core/event_responses.hpp)
+// and commit, per batch, the rows' log, the sent set and the run's counters together.
+// Exactly once: a row is in the sent set only once Iterable answered for it; a row sent whose answer
+// was lost is sent again by the next run with the same id (Iterable replaces it).
+#include <nlohmann/json.hpp>
+
+#include "core/event_batches.hpp"
+#include "core/event_responses.hpp"
+#include "definitions/event_sync_definition.hpp"
+#include "engine/event_cursor.hpp"
+#include "engine/run.hpp"
+#include "engine/run_preparation.hpp"
+#include "engine/run_progress.hpp"
+#include "iterable/iterable_call.hpp"
+#include "iterable/shared_pacing.hpp"
+
+#include "pg/roles.hpp"
+#include "pg/spi.hpp"
+#include "pg/transaction.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+}
+
+namespace ia {
+
+namespace {
+
+constexpr int64_t kChunkRows = 1000;     // rows read per range (and at most per trackBulk)
+constexpr size_t kSingleGroup = 50;      // single-record requests per ledger row
+constexpr double kTrackBulkRps = 10;     // documented (reference 10.9)
+constexpr double kDeviceTokenRps = 500;  // documented for registerDeviceToken
+
+// One row of a batch: its built request and what the log and the sent set need.
+struct Pending {
+	CursorRow row;
+	BuiltEvent built;
+	std::string error_code, error_message;  // set once failed
+	bool failed = false;
+};
+
+void
+set_value(EventValues &v, const std::string &field, std::optional<std::string> value)
+{
+	static const std::vector<std::pair<const char *, std::optional<std::string> EventValues::*>> kMembers = {
+	    {"eventName", &EventValues::event_name}, {"email", &EventValues::email}, {"userId", &EventValues::user_id},
+	    {"id", &EventValues::id}, {"createdAt", &EventValues::created_at}, {"dataFields", &EventValues::data_fields},
+	    {"campaignId", &EventValues::campaign_id}, {"templateId", &EventValues::template_id},
+	    {"items", &EventValues::items}, {"total", &EventValues::total}, {"token", &EventValues::token},
+	    {"platform", &EventValues::platform}, {"applicationName", &EventValues::application_name},
+	    {"browserToken", &EventValues::browser_token}, {"currentEmail", &EventValues::current_email},
+	    {"currentUserId", &EventValues::current_user_id}, {"newEmail", &EventValues::new_email}};
+	for (const auto &[name, member] : kMembers)
+		if (field == name)
+			v.*member = std::move(value);
+}
+
+std::string
+data_fields_of(const std::string &event_json)
+{
+	nlohmann::json doc = nlohmann::json::parse(event_json, nullptr, false);
+	if (doc.is_object() && doc.contains("dataFields"))
+		return doc["dataFields"].dump();
+	return {};
+}
+
+}  // namespace
+
+class EventRun {
+ public:
+	EventRun(Run &run, const EventSyncDefinition &events)
+	    : run_(run), events_(events), cursor_(run.sync_, events, run.request_.run_id)
+	{
+		options_.kind = events.kind;
+		options_.project_type = run.sync_.project_type;
+		options_.sync_id = run.sync_.sync_id;
+		options_.event_name = events.event_name;
+	}
+
+	void perform();
+
+ private:
+	void handle(std::vector<CursorRow> rows);
+	void send_track(std::vector<Pending> &batch);
+	void send_track_part(std::vector<Pending> &batch, const std::vector<size_t> &part, int64_t &requests);
+	void send_single(std::vector<Pending> &group);
+	HttpResult call(const std::string &path, std::string body);
+	int ledger_row(const std::vector<Pending> &rows, bool refused);
+	void record(int batch_no, const std::vector<Pending> &rows, int64_t requests);
+	void fail(Pending &p, const std::string &code, const std::string &message);
+
+	Run &run_;
+	const EventSyncDefinition &events_;
+	EventCursor cursor_;
+	EventBuildOptions options_;
+	bool checked_ = false;  // the preflight ran
+	int64_t handled_ = 0;
+	int64_t requests_ = 0, rate_limited_ = 0;
+};
+
+HttpResult
+EventRun::call(const std::string &path, std::string body)
+{
+	double rps = events_.kind == EventKind::Track ? kTrackBulkRps
+	             : events_.kind == EventKind::DeviceToken ? kDeviceTokenRps : 0;
+	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, path, rps);
+	while (!pacing.may_send()) {
+		pg::throw_if_interrupted();
+		pg_usleep(static_cast<long>(std::clamp(pacing.wait_seconds(), 0.001, 0.1) * 1e6));
+	}
+	pacing.on_sent();
+	HttpClient &client = HttpClient::process_instance();
+	client.set_attempt_observer([&](const AttemptInfo &attempt) {
+		if (attempt.outcome.transport == TransportOutcome::Response)
+			pacing.on_response(attempt.outcome.status == 429);
+	});
+	try {
+		HttpResult result = call_iterable(iterable_request(run_.account_, "POST", path, std::move(body)),
+		                                  http_options_from_settings());
+		client.set_attempt_observer(nullptr);
+		requests_ += result.attempts;
+		rate_limited_ += result.rate_limited;
+		return result;
+	} catch (...) {
+		client.set_attempt_observer(nullptr);
+		throw;
+	}
+}
+
+void
+EventRun::fail(Pending &p, const std::string &code, const std::string &message)
+{
+	p.failed = true;
+	p.error_code = code;
+	p.error_message = message;
+}
+
+// The ledger row of a batch, committed durably before its request goes out (a refused batch is
+// answered at once). Returns its batch_no.
+int
+EventRun::ledger_row(const std::vector<Pending> &rows, bool refused)
+{
+	int batch_no = run_.next_batch_no_++;
+	std::vector<pg::SqlValue> keys, ops, emails, user_ids, hashes, notes;
+	for (const Pending &p : rows) {
+		keys.emplace_back(p.built.record_key.empty() ? p.row.cursor.value_or("") : p.built.record_key);
+		ops.emplace_back("insert");
+		emails.emplace_back(p.built.email.empty() ? pg::SqlValue() : pg::SqlValue(p.built.email));
+		user_ids.emplace_back(p.built.user_id.empty() ? pg::SqlValue() : pg::SqlValue(p.built.user_id));
+		hashes.emplace_back("0");
+		notes.emplace_back(p.built.note.empty() ? pg::SqlValue() : pg::SqlValue(p.built.note));
+	}
+	pg::in_transaction([&] {
+		pg::exec("SET LOCAL synchronous_commit = on");
+		pg::AsRole as_extension_owner(pg::extension_owner());
+		pg::exec("INSERT INTO iterable_audience.sync_batch (run_id, batch_no, sync_id, kind, action, logged, record_keys, "
+		         "operations, emails, user_ids, row_hashes, notes) VALUES ($1::bigint, $2::integer, $3::bigint, $4, $5, "
+		         "$6::boolean, $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])",
+		         {std::to_string(run_.request_.run_id), std::to_string(batch_no), std::to_string(run_.sync_.sync_id),
+		          refused ? "refused" : "sent", std::string(event_kind_action(events_.kind)),
+		          run_.sync_.retain_sync_logs ? "true" : "false", pg::array_literal(keys), pg::array_literal(ops),
+		          pg::array_literal(emails), pg::array_literal(user_ids), pg::array_literal(hashes),
+		          pg::array_literal(notes)});
+	});
+	return batch_no;
+}
+
+// Iterable's answer for a batch: the rows' log, the sent set (a failure that may succeed later is
+// sent again by later runs with retry_failed_records), the run's counters. One transaction.
+void
+EventRun::record(int batch_no, const std::vector<Pending> &rows, int64_t requests)
+{
+	std::vector<pg::SqlValue> codes, messages, keys, cursors, ids, states;
+	int64_t failed = 0;
+	for (const Pending &p : rows) {
+		codes.emplace_back(p.failed ? pg::SqlValue(p.error_code) : pg::SqlValue());
+		messages.emplace_back(p.failed ? pg::SqlValue(p.error_message) : pg::SqlValue());
+		failed += p.failed ? 1 : 0;
+		keys.emplace_back(p.row.row_key);
+		cursors.emplace_back(p.row.cursor.value_or(""));
+		ids.emplace_back(p.built.record_key.empty() ? p.row.cursor.value_or("") : p.built.record_key);
+		bool again = p.failed && run_.sync_.retry_failed_records && !is_permanent_error(p.error_code);
+		states.emplace_back(again ? "retry" : "done");
+	}
+	const std::string run = std::to_string(run_.request_.run_id), sync = std::to_string(run_.sync_.sync_id);
+	pg::in_transaction([&] {
+		pg::AsRole as_extension_owner(pg::extension_owner());
+		pg::exec("UPDATE iterable_audience.sync_batch SET answered_at = clock_timestamp(), error_codes = "
+		         "CASE WHEN $3::integer > 0 THEN $4::text[] END, error_messages = CASE WHEN $3::integer > 0 THEN "
+		         "$5::text[] END WHERE run_id = $1::bigint AND batch_no = $2::integer",
+		         {run, std::to_string(batch_no), std::to_string(failed), pg::array_literal(codes),
+		          pg::array_literal(messages)});
+		pg::exec("INSERT INTO iterable_audience.event_sync_sent (sync_id, row_key, cursor_value, event_id, state, run_id) "
+		         "SELECT $1::bigint, k, c, i, s, $2::bigint FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) "
+		         "AS u(k, c, i, s) ON CONFLICT (sync_id, row_key) DO UPDATE SET state = excluded.state, "
+		         "run_id = excluded.run_id",
+		         {sync, run, pg::array_literal(keys), pg::array_literal(cursors), pg::array_literal(ids),
+		          pg::array_literal(states)});
+		pg::exec("UPDATE iterable_audience.sync_runs SET tracked = tracked + $2::bigint, failed = failed + $3::bigint, "
+		         "api_requests = api_requests + $4::bigint, rate_limited = rate_limited + $5::bigint, "
+		         "cursor_from = coalesce(cursor_from, $6), cursor_to = coalesce($7, cursor_to) WHERE run_id = $1::bigint",
+		         {run, std::to_string(static_cast<int64_t>(rows.size()) - failed), std::to_string(failed),
+		          std::to_string(requests), std::to_string(rate_limited_), rows.front().row.cursor,
+		          rows.back().row.cursor});
+	});
+	rate_limited_ = 0;
+	run_.failed_ += failed;
+}
+
+void
+EventRun::send_track_part(std::vector<Pending> &batch, const std::vector<size_t> &part, int64_t &requests)
+{
+	std::string body = "{\"events\":[";
+	for (size_t i = 0; i < part.size(); i++)
+		body += (i ? "," : "") + batch[part[i]].built.json;
+	body += "]}";
+	int64_t before = requests_;
+	HttpResult result = call("/api/events/trackBulk", std::move(body));
+	requests += requests_ - before;
+	if (call_succeeded(result)) {
+		std::vector<SentEvent> sent;
+		for (size_t i : part)
+			sent.push_back({batch[i].built.email, batch[i].built.user_id, batch[i].built.event_name});
+		TrackBulkResult answer;
+		try {
+			answer = parse_answer(run_.account_, result.body,
+			                      [&](const std::string &b) { return parse_track_bulk_response(b, sent); });
+		} catch (const ResponseFormatError &e) {
+			for (size_t i : part)
+				fail(batch[i], "invalid_response",
+				     std::string("Iterable answered HTTP 200 with a body that is not trackBulk's result: ") + e.what());
+			return;
+		}
+		for (size_t k = 0; k < part.size() && k < answer.rows.size(); k++)
+			if (!answer.rows[k].succeeded)
+				fail(batch[part[k]], answer.rows[k].error_code, answer.rows[k].error_message);
+		if (answer.unattributed_failures > 0)
+			run_.notes_.push_back("Iterable reported " + std::to_string(answer.unattributed_failures) +
+			                      " trackBulk failure(s) without naming the event; those events are logged as succeeded");
+		return;
+	}
+	long status = result.outcome == TransportOutcome::Response ? result.status : 0;
+	BulkFailure why = classify_track_bulk_failure(status, result.body, part.size());
+	std::string message = status ? why.message : describe_call_failure(result);
+	auto resend = [&](const std::vector<size_t> &rest) {
+		if (!rest.empty())
+			send_track_part(batch, rest, requests);
+	};
+	switch (why.action) {
+	case BulkRefusal::Retry:
+		for (size_t i : part)
+			fail(batch[i], status == 429 ? "rate_limited" : "http_error", message);
+		return;
+	case BulkRefusal::Fatal:
+		throw RunEnded{"failed", "Iterable refused trackBulk (" + message + "); events it acknowledged before are kept"};
+	case BulkRefusal::SplitTypes: {
+		std::vector<std::string> fields;
+		for (size_t i : part)
+			fields.push_back(data_fields_of(batch[i].built.json));
+		std::vector<size_t> suspects = mismatch_suspects(why.mismatches, fields);
+		if (suspects.empty() || part.size() == 1) {
+			if (part.size() == 1) {
+				fail(batch[part[0]], "invalid_data", message);
+				return;
+			}
+			for (size_t i : part)
+				resend({i});
+			return;
+		}
+		std::vector<size_t> rest;
+		size_t s = 0;
+		for (size_t k = 0; k < part.size(); k++) {
+			if (s < suspects.size() && suspects[s] == k) {
+				fail(batch[part[k]], "invalid_data", message);
+				s++;
+			} else {
+				rest.push_back(part[k]);
+			}
+		}
+		resend(rest);
+		return;
+	}
+	case BulkRefusal::BadRecords: {
+		std::vector<size_t> rest;
+		for (size_t k = 0; k < part.size(); k++) {
+			if (std::binary_search(why.records.begin(), why.records.end(), k))
+				fail(batch[part[k]], "invalid_field", message);
+			else
+				rest.push_back(part[k]);
+		}
+		if (rest.size() == part.size()) {  // none named in range: one by one
+			for (size_t i : part)
+				fail(batch[i], "invalid_field", message);
+			return;
+		}
+		resend(rest);
+		return;
+	}
+	case BulkRefusal::TooLarge:
+		if (part.size() == 1) {
+			fail(batch[part[0]], "too_large", message);
+			return;
+		}
+		resend(std::vector<size_t>(part.begin(), part.begin() + static_cast<long>(part.size() / 2)));
+		resend(std::vector<size_t>(part.begin() + static_cast<long>(part.size() / 2), part.end()));
+		return;
+	case BulkRefusal::SendSingly:
+		if (part.size() == 1) {
+			fail(batch[part[0]], "http_error", message);
+			return;
+		}
+		for (size_t i : part)
+			resend({i});
+		return;
+	}
+}
+
+void
+EventRun::send_track(std::vector<Pending> &batch)
+{
+	int batch_no = ledger_row(batch, false);
+	std::vector<size_t> all(batch.size());
+	for (size_t i = 0; i < all.size(); i++)
+		all[i] = i;
+	int64_t requests = 0;
+	send_track_part(batch, all, requests);
+	record(batch_no, batch, requests);
+}
+
+void
+EventRun::send_single(std::vector<Pending> &group)
+{
+	int batch_no = ledger_row(group, false);
+	int64_t requests = 0;
+	for (Pending &p : group) {
+		int64_t before = requests_;
+		HttpResult result = call(p.built.path, p.built.json);
+		requests += requests_ - before;
+		long status = result.outcome == TransportOutcome::Response ? result.status : 0;
+		std::string body = call_succeeded(result) ? redact_secret(result.body, run_.account_.api_key) : result.body;
+		SingleOutcome outcome = classify_single_response(events_.kind, status, body);
+		switch (outcome.disposition) {
+		case Disposition::Succeeded:
+			break;
+		case Disposition::Failed:
+			fail(p, outcome.error_code, outcome.error_message);
+			break;
+		case Disposition::Retry:
+			fail(p, status == 429 ? "rate_limited" : "http_error", status ? outcome.error_message : describe_call_failure(result));
+			break;
+		case Disposition::Fatal:
+			throw RunEnded{"failed", "Iterable refused " + p.built.path + " (" + outcome.error_message +
+			                             "); records it acknowledged before are kept"};
+		}
+	}
+	record(batch_no, group, requests);
+}
+
+void
+EventRun::handle(std::vector<CursorRow> rows)
+{
+	std::vector<Pending> refused, sendable;
+	for (CursorRow &row : rows) {
+		EventValues values;
+		for (size_t i = 0; i < events_.fields.size(); i++)
+			set_value(values, events_.fields[i].first, row.fields[i]);
+		for (size_t i = 0; i < run_.sync_.data_fields.size(); i++)
+			values.extra_data_fields.emplace_back(run_.sync_.data_fields[i].first, row.data_fields[i]);
+		Pending p{std::move(row), {}, {}, {}, false};
+		p.built = build_event(options_, values, p.row.cursor, p.row.discriminator);
+		if (!p.built.ok()) {
+			fail(p, p.built.error_code, p.built.error_message);
+			refused.push_back(std::move(p));
+		} else if (events_.kind == EventKind::Track
+		               ? TrackBulkBatcher::single_body_bytes(p.built.json) > kDefaultMaxBodyBytes
+		               : !body_fits(p.built.json)) {
+			fail(p, "too_large", "the record's request is over Iterable's body cap of " +
+			                         std::to_string(kDefaultMaxBodyBytes) + " bytes");
+			refused.push_back(std::move(p));
+		} else {
+			sendable.push_back(std::move(p));
+		}
+	}
+	handled_ += static_cast<int64_t>(refused.size() + sendable.size());
+	pg::in_transaction([&] {
+		pg::exec("UPDATE iterable_audience.sync_runs SET planned_events = coalesce(planned_events, 0) + $2::bigint, "
+		         "records_planned = coalesce(records_planned, 0) + $2::bigint WHERE run_id = $1::bigint",
+		         {std::to_string(run_.request_.run_id), std::to_string(refused.size() + sendable.size())});
+	});
+	if (!refused.empty()) {
+		int batch_no = ledger_row(refused, true);
+		record(batch_no, refused, 0);
+	}
+	if (sendable.empty())
+		return;
+	if (!checked_) {
+		record_phase(run_.request_.run_id, "preflight");
+		run_.kind_->preflight(run_.sync_, run_.account_, run_.request_.run_id);
+		record_phase(run_.request_.run_id, "sending");
+		checked_ = true;
+	}
+	if (events_.kind == EventKind::Track) {
+		TrackBulkBatcher batcher;
+		std::vector<Pending> batch;
+		for (Pending &p : sendable) {
+			if (batcher.add(p.built.json) == TrackBulkBatcher::Add::Full) {
+				batcher.take();
+				send_track(batch);
+				batch.clear();
+				batcher.add(p.built.json);
+			}
+			batch.push_back(std::move(p));
+		}
+		if (!batch.empty())
+			send_track(batch);
+	} else {
+		for (size_t start = 0; start < sendable.size(); start += kSingleGroup) {
+			std::vector<Pending> group(std::make_move_iterator(sendable.begin() + static_cast<long>(start)),
+			                           std::make_move_iterator(sendable.begin() +
+			                                                   static_cast<long>(std::min(sendable.size(), start + kSingleGroup))));
+			send_single(group);
+		}
+	}
+	run_.report("sent " + std::to_string(handled_) + " records");
+}
+
+void
+EventRun::perform()
+{
+	cursor_.begin();
+	const int64_t budget = events_.max_events_per_run.value_or(INT64_MAX);
+	auto take = [&](std::vector<CursorRow> rows) {
+		if (static_cast<int64_t>(rows.size()) > budget - handled_) {
+			rows.resize(static_cast<size_t>(budget - handled_));
+		}
+		handle(std::move(rows));
+	};
+	// Rows that failed in earlier runs and may succeed now, then the rows past the cursor.
+	for (;;) {
+		if (handled_ >= budget)
+			break;
+		std::vector<CursorRow> rows = cursor_.read_retries(std::min(kChunkRows, budget - handled_));
+		if (rows.empty())
+			break;
+		take(std::move(rows));
+	}
+	while (handled_ < budget) {
+		std::vector<CursorRow> rows = cursor_.read_next(kChunkRows);
+		if (rows.empty())
+			break;
+		int64_t room = budget - handled_;
+		if (static_cast<int64_t>(rows.size()) > room) {
+			cursor_.stopped_before(*rows[static_cast<size_t>(room)].cursor);
+			rows.resize(static_cast<size_t>(room));
+			take(std::move(rows));
+			break;
+		}
+		take(std::move(rows));
+		if (handled_ >= budget) {
+			// The budget ended with a range: what comes next is unknown until read.
+			std::vector<CursorRow> next = cursor_.read_next(1);
+			if (!next.empty())
+				cursor_.stopped_before(*next.front().cursor);
+			break;
+		}
+	}
+	cursor_.finish();
+}
+
+void
+Run::perform_cursor_run()
+{
+	EventSyncDefinition events;
+	record_phase(request_.run_id, "planning");
+	pg::in_transaction([&] {
+		check_owner_exists(sync_);
+		if (!account_usable_by(account_, sync_.owner))
+			throw RunEnded{"failed", "the owner of sync \"" + sync_.name + "\" (" + pg::role_name(sync_.owner) +
+			                             ") may no longer use account \"" + account_.name + "\"; grant it again with "
+			                             "iterable_audience.grant_account_usage()"};
+		events = load_event_definition(sync_.sync_id);
+		// Nothing to settle for a sync without snapshots: earlier runs ended are settled as they are.
+		pg::AsRole as_extension_owner(pg::extension_owner());
+		pg::exec("UPDATE iterable_audience.sync_runs SET settled = true WHERE sync_id = $1::bigint AND NOT settled "
+		         "AND run_id <> $2::bigint",
+		         {std::to_string(sync_.sync_id), std::to_string(request_.run_id)});
+	});
+	failures_possible_ = false;
+	std::optional<RunEnded> ended;
+	EventRun run(*this, events);
+	try {
+		timed("send", [&] { run.perform(); });
+	} catch (const RunEnded &e) {
+		ended = e;
+	} catch (const pg::PgError &e) {
+		ended = RunEnded{"failed", "could not read the event source: " + e.message +
+		                               "; events Iterable acknowledged so far are kept. Fix the source."};
+	}
+	record_phase(request_.run_id, "finishing");
+	timed("finish", [&] { finish(ended ? ended->status : (failed_ > 0 ? "succeeded_with_failures" : "succeeded"),
+	                             ended ? ended->error : ""); });
+	if (!ended)
+		timed("retention", [&] { retention(); });
+	log_phases();
+}
+
+}  // namespace ia
