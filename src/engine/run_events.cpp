@@ -16,6 +16,7 @@
 #include "engine/run_progress.hpp"
 #include "iterable/iterable_call.hpp"
 #include "iterable/shared_pacing.hpp"
+#include "settings.hpp"
 
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
@@ -403,7 +404,8 @@ EventRun::handle(std::vector<CursorRow> rows)
 		checked_ = true;
 	}
 	if (events_.kind == EventKind::Track) {
-		TrackBulkBatcher batcher;
+		// The batch_size setting caps trackBulk's events per request too (at most 1000, as peers send).
+		TrackBulkBatcher batcher(static_cast<size_t>(std::clamp<int64_t>(settings::batch_size, 1, kChunkRows)));
 		std::vector<Pending> batch;
 		for (Pending &p : sendable) {
 			if (batcher.add(p.built.json) == TrackBulkBatcher::Add::Full) {

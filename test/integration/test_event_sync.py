@@ -108,3 +108,106 @@ def test_first_run_sends_every_row_once_then_idle_run_sends_nothing(db, emulator
     assert len(stored) == 30 and all(e["writes"] == 1 for e in stored.values())
     # The watermark moved on: the sent set holds only what is above it.
     assert scalar(db, "SELECT watermark FROM iterable_audience.event_sync_state") is not None
+
+
+def test_a_row_committed_late_below_rows_already_sent_is_still_sent(db, cluster, emulator):
+    """Two open transactions: A takes the smaller id and commits after B's larger one was sent."""
+    t = tag(db)
+    make_tracks(db, t, 3)
+    create(db)
+    dbname = scalar(db, "SELECT current_database()")
+    a = cluster.connect(dbname=dbname)
+    a.autocommit = False
+    with a.cursor() as cur:
+        cur.execute("INSERT INTO tracks (user_id, event, properties) VALUES (%s, 'Late', '{}') RETURNING id",
+                    (t + "-late",))
+        late_id = cur.fetchone()[0]
+    b = cluster.connect(dbname=dbname)
+    with b.cursor() as cur:
+        cur.execute("INSERT INTO tracks (user_id, event, properties) VALUES (%s, 'Early', '{}') RETURNING id",
+                    (t + "-early",))
+        assert cur.fetchone()[0] > late_id
+    first = run_sync(db, "tracks")
+    assert first["tracked"] == 4, first  # 3 + B's row; A's is not visible yet
+    assert {e["userId"] for e in events_of(emulator, "hybrid", t).values()} >= {t + "-early"}
+    # The watermark cannot have passed A's id while A is open.
+    w = scalar(db, "SELECT watermark FROM iterable_audience.event_sync_state")
+    assert w is None or int(w) < late_id
+    a.commit()
+    second = run_sync(db, "tracks")
+    assert second["tracked"] == 1 and second["cursor_from"] == str(late_id), second
+    stored = events_of(emulator, "hybrid", t)
+    assert len(stored) == 5 and all(e["writes"] == 1 for e in stored.values())
+    assert t + "-late" in {e["userId"] for e in stored.values()}
+    third = run_sync(db, "tracks")
+    assert third["tracked"] == 0
+    assert int(scalar(db, "SELECT watermark FROM iterable_audience.event_sync_state")) >= late_id + 1
+    assert scalar(db, "SELECT count(*) FROM iterable_audience.event_sync_sent") == 0
+    a.close()
+    b.close()
+
+
+def test_a_transaction_without_an_xid_yet_holds_a_timestamp_cursor_back(db, cluster, emulator):
+    """A reads now() (no xid: invisible to the xid horizon), a later session commits a later row that
+    is sent, then A inserts its earlier-stamped row and commits: the next run still sends it."""
+    t = tag(db)
+    make_tracks(db, t, 2)
+    create(db, cursor="ts")
+    dbname = scalar(db, "SELECT current_database()")
+    a = cluster.connect(dbname=dbname)
+    a.autocommit = False
+    with a.cursor() as cur:
+        cur.execute("SELECT now()")
+        assert scalar(a, "SELECT pg_current_xact_id_if_assigned()") is None
+    b = cluster.connect(dbname=dbname)
+    with b.cursor() as cur:
+        cur.execute("INSERT INTO tracks (user_id, event, properties) VALUES (%s, 'B', '{}')", (t + "-b",))
+    first = run_sync(db, "tracks")
+    assert first["tracked"] == 3, first
+    with a.cursor() as cur:
+        cur.execute("INSERT INTO tracks (user_id, event, properties) VALUES (%s, 'A', '{}')", (t + "-a",))
+    a.commit()
+    assert scalar(db, "SELECT (SELECT ts FROM tracks WHERE event = 'A') < (SELECT ts FROM tracks WHERE event = 'B')")
+    second = run_sync(db, "tracks")
+    assert second["tracked"] == 1, second
+    stored = events_of(emulator, "hybrid", t)
+    assert {e["userId"] for e in stored.values()} == {t + "-u1", t + "-u2", t + "-a", t + "-b"}
+    assert all(e["writes"] == 1 for e in stored.values())
+    a.close()
+    b.close()
+
+
+def test_kill9_during_sends_converges_with_every_row_once(db, cluster, emulator):
+    t = tag(db)
+    n = 400
+    make_tracks(db, t, n)
+    create(db)
+    dbname = scalar(db, "SELECT current_database()")
+    emulator.set_faults({"rules": [{"kind": "latency", "endpoint": "track_bulk", "ms": 150}]})
+    conn = cluster.connect(dbname=dbname)
+    sql(conn, "SET iterable_audience.batch_size = 10")
+    runner = threading.Thread(target=lambda: _run_ignoring_errors(conn), daemon=True)
+    runner.start()
+    wait_for(lambda: scalar(db, "SELECT coalesce(max(tracked), 0) FROM iterable_audience.sync_runs") >= 50,
+             timeout=60, interval=0.02, what="some events sent")
+    kill9(wait_for(lambda: worker_pid(db), timeout=10, interval=0.01, what="the worker"))
+    runner.join(60)
+    emulator.clear_faults()
+    from test_crash_trials import connect_when_up
+    db2 = connect_when_up(cluster, dbname)
+    for _ in range(5):
+        result = run_sync(db2, "tracks")
+        if result["status"] == "succeeded" and result["tracked"] == 0:
+            break
+    stored = events_of(emulator, "hybrid", t)
+    # Every row in Iterable exactly once: one stored event per row (ids are stable: a resend replaced).
+    assert sorted(e["userId"] for e in stored.values()) == sorted("%s-u%d" % (t, g) for g in range(1, n + 1))
+    assert scalar(db2, "SELECT count(*) FROM iterable_audience.sync_runs WHERE status = 'running'") == 0
+    db2.close()
+
+
+def _run_ignoring_errors(conn):
+    try:
+        run_sync(conn, "tracks")
+    except psycopg2.Error:
+        pass
