@@ -258,6 +258,8 @@ EventRun::send_track_part(std::vector<Pending> &batch, const std::vector<size_t>
 	case BulkRefusal::Fatal:
 		throw RunEnded{"failed", "Iterable refused trackBulk (" + message + "); events it acknowledged before are kept"};
 	case BulkRefusal::SplitTypes: {
+		for (const FieldMismatch &m : why.mismatches)
+			message += "; field " + m.field + (m.expected_type.empty() ? "" : " (Iterable expects " + m.expected_type + ")");
 		std::vector<std::string> fields;
 		for (size_t i : part)
 			fields.push_back(data_fields_of(batch[i].built.json));

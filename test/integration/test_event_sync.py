@@ -211,3 +211,74 @@ def _run_ignoring_errors(conn):
         run_sync(conn, "tracks")
     except psycopg2.Error:
         pass
+
+
+def test_each_failure_lands_on_its_row_and_retries_follow(db, emulator):
+    t = tag(db)
+    e = t.replace("_", "-")  # an Iterable id has letters, digits and hyphens only
+    spam = "Spam-" + t
+    sql(db, "CREATE TABLE tracks (id bigserial PRIMARY KEY, eid text, user_id text, event text, "
+            "ts timestamptz DEFAULT now(), properties jsonb)")
+    rows = [
+        (e + "-e1", t + "-u1", "Clicked", {"amount": 1}),
+        (e + "-e2", None, "Clicked", {}),                   # no identifier: refused before sending
+        (e + "-e3", t + "-u3", spam, {}),                   # disallowedEventNames
+        (e + "-e4", t + "-u4", "Clicked", {"amount": "ten"}),  # RequestFieldsTypesMismatched
+        (e + "-e5", t + "-u5", "Clicked", {}),              # forgotten user
+        (e + "-e6", t + "-u6", "Clicked", {"amount": 2}),
+        (e + "-e7", t + "-u7", None, {}),                   # no eventName: refused
+        ("bad id " + t, t + "-u8", "Clicked", {}),          # a mapped id Iterable would refuse
+    ]
+    for eid, uid, event, props in rows:
+        sql(db, "INSERT INTO tracks (eid, user_id, event, properties) VALUES (%s, %s, %s, %s)",
+            (eid, uid, event, json.dumps(props)))
+    emulator.call("POST", "/_emulator/users", {"api_key": KEYS["hybrid"], "users": [{"userId": t + "-u5"}]})
+    emulator.call("POST", "/_emulator/forget", {"api_key": KEYS["hybrid"], "emails": [], "userIds": [t + "-u5"]})
+    emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "disallowed_event_names": [spam]})
+    try:
+        create(db, fields=json.dumps({"id": "eid", "eventName": "event", "userId": "user_id", "createdAt": "ts",
+                                      "dataFields": "properties"}))
+        first = run_sync(db, "tracks")
+        assert first["status"] == "succeeded_with_failures", first
+        by_key = {r["record_key"]: r for r in logs(db, first["run_id"])}
+        assert len(by_key) == 8
+        status = {k: (r["status"], r["error_code"]) for k, r in by_key.items()}
+        assert status[e + "-e1"] == ("succeeded", None)
+        assert status[e + "-e6"] == ("succeeded", None)
+        # Refused before an id was settled: the key is the cursor value.
+        assert status["2"] == ("failed", "missing_identifier")
+        assert status[e + "-e3"] == ("failed", "disallowed_event_name")
+        assert status[e + "-e4"] == ("failed", "invalid_data")
+        assert "amount" in by_key[e + "-e4"]["error_message"]
+        assert status[e + "-e5"] == ("failed", "forgotten")
+        assert status[e + "-e7"][1] == "invalid_field"
+        assert status["8"] == ("failed", "invalid_field") and "not a valid Iterable id" in by_key["8"]["error_message"]
+        assert (first["tracked"], first["failed"]) == (2, 6)
+        assert set(events_of(emulator, "hybrid", t)) == {e + "-e1", e + "-e6"}
+        # The disallowed name may be allowed later: retry_failed_records sends that row again (only it).
+        emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "disallowed_event_names": []})
+        second = run_sync(db, "tracks")
+        assert [(r["record_key"], r["status"]) for r in logs(db, second["run_id"])] == [(e + "-e3", "succeeded")]
+        assert set(events_of(emulator, "hybrid", t)) == {e + "-e1", e + "-e3", e + "-e6"}
+        third = run_sync(db, "tracks")
+        assert logs(db, third["run_id"]) == []
+    finally:
+        emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "disallowed_event_names": []})
+
+
+def test_backfill_in_runs_of_max_events_per_run(db, emulator):
+    t = tag(db)
+    make_tracks(db, t, 95)
+    # Timestamps with ties: the cursor is not unique, rows with one cursor value are told apart.
+    sql(db, "UPDATE tracks SET ts = '2024-01-01 00:00:00+00'::timestamptz + (id / 7) * interval '1 second'")
+    create(db, cursor="ts", max_events_per_run=20)
+    done = []
+    for _ in range(5):
+        r = run_sync(db, "tracks")
+        assert r["status"] == "succeeded", r
+        done.append(r["tracked"])
+    assert done == [20, 20, 20, 20, 15]
+    assert run_sync(db, "tracks")["tracked"] == 0
+    stored = events_of(emulator, "hybrid", t)
+    assert sorted(e["userId"] for e in stored.values()) == sorted("%s-u%d" % (t, g) for g in range(1, 96))
+    assert all(e["writes"] == 1 for e in stored.values())
