@@ -57,6 +57,31 @@ EventCursor::EventCursor(const SyncDefinition &sync, const EventSyncDefinition &
 {
 }
 
+EventCursor
+EventCursor::for_preview(const SyncDefinition &sync, const EventSyncDefinition &events)
+{
+	EventCursor cursor(sync, events, 0);
+	cursor.preview_ = true;
+	return cursor;
+}
+
+template <typename F>
+auto
+EventCursor::step(F &&f) -> decltype(f())
+{
+	if (preview_)
+		return f();
+	return pg::in_transaction(std::forward<F>(f));
+}
+
+void
+EventCursor::load()
+{
+	pg::AsRole as_extension_owner(pg::extension_owner());
+	watermark_ = pg::exec_scalar("SELECT watermark FROM iterable_audience.event_sync_state WHERE sync_id = $1::bigint",
+	                             {std::to_string(sync_.sync_id)}, true);
+}
+
 bool
 EventCursor::less(const std::string &a, const std::string &b)
 {
@@ -165,7 +190,7 @@ EventCursor::read_rows(const std::string &where, const std::vector<std::optional
 std::vector<CursorRow>
 EventCursor::read_retries(int64_t limit)
 {
-	return pg::in_transaction([&] {
+	return step([&] {
 		const std::string id = std::to_string(sync_.sync_id), run = std::to_string(run_id_);
 		pg::SqlResult keys;
 		{
@@ -186,10 +211,13 @@ EventCursor::read_retries(int64_t limit)
 		    read_rows(cursor_ref(events_) + " = ANY ($1::" + events_.cursor_type + "[])", {pg::array_literal(cursors)});
 		std::vector<CursorRow> found;
 		for (CursorRow &row : rows)
-			if (wanted.erase(row.row_key))
+			if (wanted.erase(row.row_key)) {
+				if (preview_)
+					previewed_retries_.insert(row.row_key);
 				found.push_back(std::move(row));
+			}
 		// Rows gone from the source since they failed: nothing left to send.
-		if (!wanted.empty()) {
+		if (!wanted.empty() && !preview_) {
 			std::vector<pg::SqlValue> gone(wanted.begin(), wanted.end());
 			pg::AsRole as_extension_owner(pg::extension_owner());
 			pg::exec("DELETE FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint AND row_key = ANY ($2::text[])",
@@ -202,7 +230,7 @@ EventCursor::read_retries(int64_t limit)
 std::vector<CursorRow>
 EventCursor::read_next(int64_t chunk)
 {
-	return pg::in_transaction([&] {
+	return step([&] {
 		const std::string &t = events_.cursor_type;
 		for (;;) {
 			if (exhausted_)
@@ -243,7 +271,7 @@ EventCursor::read_next(int64_t chunk)
 				handled.insert(*s[0]);
 			std::vector<CursorRow> fresh;
 			for (CursorRow &row : rows)
-				if (!handled.count(row.row_key))
+				if (!handled.count(row.row_key) && !previewed_retries_.count(row.row_key))
 					fresh.push_back(std::move(row));
 			if (!fresh.empty())
 				return fresh;

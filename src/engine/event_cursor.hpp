@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ class EventCursor {
  public:
 	EventCursor(const SyncDefinition &sync, const EventSyncDefinition &events, int64_t run_id);
 
+	// preview_sync: reads in the caller's transaction and changes nothing (no checkpoint, no
+	// forgetting); load() instead of begin(), and never finish().
+	static EventCursor for_preview(const SyncDefinition &sync, const EventSyncDefinition &events);
+	void load();
+
 	// At the start of a run (own transaction): the watermark, the target W may reach (the largest
 	// cursor of the finished checkpoints), and a new checkpoint of now.
 	void begin();
@@ -56,6 +62,12 @@ class EventCursor {
  private:
 	std::vector<CursorRow> read_rows(const std::string &where, const std::vector<std::optional<std::string>> &params);
 	bool less(const std::string &a, const std::string &b);  // typed comparison of two cursor texts
+	// Runs f in its own transaction (a run), or in the caller's (a preview).
+	template <typename F>
+	auto step(F &&f) -> decltype(f());
+
+	bool preview_ = false;
+	std::set<std::string> previewed_retries_;  // a preview shows a retried row once
 
 	const SyncDefinition &sync_;
 	const EventSyncDefinition &events_;

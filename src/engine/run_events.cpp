@@ -11,6 +11,7 @@
 #include "core/event_responses.hpp"
 #include "definitions/event_sync_definition.hpp"
 #include "engine/event_cursor.hpp"
+#include "engine/event_rows.hpp"
 #include "engine/run.hpp"
 #include "engine/run_preparation.hpp"
 #include "engine/run_progress.hpp"
@@ -43,22 +44,6 @@ struct Pending {
 	bool failed = false;
 };
 
-void
-set_value(EventValues &v, const std::string &field, std::optional<std::string> value)
-{
-	static const std::vector<std::pair<const char *, std::optional<std::string> EventValues::*>> kMembers = {
-	    {"eventName", &EventValues::event_name}, {"email", &EventValues::email}, {"userId", &EventValues::user_id},
-	    {"id", &EventValues::id}, {"createdAt", &EventValues::created_at}, {"dataFields", &EventValues::data_fields},
-	    {"campaignId", &EventValues::campaign_id}, {"templateId", &EventValues::template_id},
-	    {"items", &EventValues::items}, {"total", &EventValues::total}, {"token", &EventValues::token},
-	    {"platform", &EventValues::platform}, {"applicationName", &EventValues::application_name},
-	    {"browserToken", &EventValues::browser_token}, {"currentEmail", &EventValues::current_email},
-	    {"currentUserId", &EventValues::current_user_id}, {"newEmail", &EventValues::new_email}};
-	for (const auto &[name, member] : kMembers)
-		if (field == name)
-			v.*member = std::move(value);
-}
-
 std::string
 data_fields_of(const std::string &event_json)
 {
@@ -73,12 +58,9 @@ data_fields_of(const std::string &event_json)
 class EventRun {
  public:
 	EventRun(Run &run, const EventSyncDefinition &events)
-	    : run_(run), events_(events), cursor_(run.sync_, events, run.request_.run_id)
+	    : run_(run), events_(events), cursor_(run.sync_, events, run.request_.run_id),
+	      options_(event_build_options(run.sync_, events))
 	{
-		options_.kind = events.kind;
-		options_.project_type = run.sync_.project_type;
-		options_.sync_id = run.sync_.sync_id;
-		options_.event_name = events.event_name;
 	}
 
 	void perform();
@@ -367,21 +349,10 @@ EventRun::handle(std::vector<CursorRow> rows)
 {
 	std::vector<Pending> refused, sendable;
 	for (CursorRow &row : rows) {
-		EventValues values;
-		for (size_t i = 0; i < events_.fields.size(); i++)
-			set_value(values, events_.fields[i].first, row.fields[i]);
-		for (size_t i = 0; i < run_.sync_.data_fields.size(); i++)
-			values.extra_data_fields.emplace_back(run_.sync_.data_fields[i].first, row.data_fields[i]);
 		Pending p{std::move(row), {}, {}, {}, false};
-		p.built = build_event(options_, values, p.row.cursor, p.row.discriminator);
+		p.built = build_row(options_, run_.sync_, events_, p.row);
 		if (!p.built.ok()) {
 			fail(p, p.built.error_code, p.built.error_message);
-			refused.push_back(std::move(p));
-		} else if (events_.kind == EventKind::Track
-		               ? TrackBulkBatcher::single_body_bytes(p.built.json) > kDefaultMaxBodyBytes
-		               : !body_fits(p.built.json)) {
-			fail(p, "too_large", "the record's request is over Iterable's body cap of " +
-			                         std::to_string(kDefaultMaxBodyBytes) + " bytes");
 			refused.push_back(std::move(p));
 		} else {
 			sendable.push_back(std::move(p));

@@ -282,3 +282,75 @@ def test_backfill_in_runs_of_max_events_per_run(db, emulator):
     stored = events_of(emulator, "hybrid", t)
     assert sorted(e["userId"] for e in stored.values()) == sorted("%s-u%d" % (t, g) for g in range(1, 96))
     assert all(e["writes"] == 1 for e in stored.values())
+
+
+def test_preview_shows_what_the_next_run_sends_and_changes_nothing(db, emulator):
+    t = tag(db)
+    make_tracks(db, t, 6)
+    sql(db, "UPDATE tracks SET user_id = NULL WHERE id = 4")
+    create(db, max_events_per_run=5)
+    state = query(db, "SELECT * FROM iterable_audience.event_sync_state")
+    before = request_counts(emulator)
+    shown = query(db, "SELECT * FROM iterable_audience.preview_sync('tracks')")
+    assert request_counts(emulator) - before == collections.Counter()
+    assert query(db, "SELECT * FROM iterable_audience.event_sync_state") == state
+    assert len(shown) == 5
+    assert [(r["operation"], r["action"], r["valid"]) for r in shown] == \
+        [("insert", "track", True)] * 3 + [("insert", "track", False), ("insert", "track", True)]
+    assert shown[3]["error_code"] == "missing_identifier" and shown[3]["data_fields"] is None
+    assert shown[0]["data_fields"]["userId"] == t + "-u1" and shown[0]["data_fields"]["eventName"] == "Clicked"
+    run = run_sync(db, "tracks")
+    sent = {r["record_key"]: r["status"] for r in logs(db, run["run_id"])}
+    assert sent == {r["record_key"]: ("succeeded" if r["valid"] else "failed") for r in shown}
+    left = query(db, "SELECT * FROM iterable_audience.preview_sync('tracks')")
+    assert [r["data_fields"]["userId"] for r in left] == [t + "-u6"]
+    assert run_sync(db, "tracks")["tracked"] == 1
+    assert query(db, "SELECT * FROM iterable_audience.preview_sync('tracks')") == []
+
+
+@pytest.mark.parametrize("kind,fields,check", [
+    ("purchase", {"userId": "user_id", "items": "items", "total": "total", "createdAt": "ts"}, "purchases"),
+    ("cart", {"userId": "user_id", "items": "items"}, "carts"),
+    ("device_token", {"userId": "user_id", "token": "token", "platform": "platform", "applicationName": "app"},
+     "tokens"),
+    ("browser_token", {"userId": "user_id", "browserToken": "token"}, "tokens"),
+])
+def test_other_kinds_send_each_row_once_through_their_endpoint(db, emulator, kind, fields, check):
+    t = tag(db)
+    sql(db, "CREATE TABLE rows (id bigserial PRIMARY KEY, user_id text, items jsonb, total numeric, token text, "
+            "platform text, app text DEFAULT 'my-app', ts timestamptz DEFAULT now())")
+    sql(db, "INSERT INTO rows (user_id, items, total, token, platform) SELECT %s || '-k' || g, "
+            "jsonb_build_array(jsonb_build_object('id', 'sku' || g, 'name', 'Shoe', 'price', 9.5, 'quantity', g)), "
+            "9.5 * g, %s || '-tok' || g, CASE WHEN g = 3 THEN 'WINDOWS' ELSE 'GCM' END FROM generate_series(1, 4) g",
+        (t, t))
+    emulator.call("POST", "/_emulator/users", {"api_key": KEYS["hybrid"],
+                                                 "users": [{"userId": "%s-k%d" % (t, g)} for g in range(1, 5)]})
+    create(db, name="rows", source="rows", kind=kind, fields=json.dumps(fields))
+    first = run_sync(db, "rows")
+    rows = logs(db, first["run_id"])
+    assert len(rows) == 4
+    bad = {r["record_key"] for r in rows if r["status"] == "failed"}
+    if kind == "device_token":
+        assert [r["error_code"] for r in rows if r["status"] == "failed"] == ["invalid_field"]  # platform WINDOWS
+        assert first["tracked"] == 3
+    else:
+        assert bad == set() and first["tracked"] == 4, rows
+    assert {r["action"] for r in rows} == {{"purchase": "track_purchase", "cart": "update_cart",
+                                            "device_token": "register_device_token",
+                                            "browser_token": "register_browser_token"}[kind]}
+    seen = emulator.call("GET", "/_emulator/%s?api_key=%s" % (check, KEYS["hybrid"]))
+    if kind == "purchase":
+        mine = [p for p in seen["purchases"] if t in json.dumps(p)]
+        assert len(mine) == 4 and all(p["writes"] == 1 for p in mine)
+        assert {r["record_key"] for r in rows} == {p["id"] for p in mine}
+    elif kind == "cart":
+        assert len([c for c in seen["carts"] if t in json.dumps(c)]) == 4
+    elif kind == "device_token":
+        mine = [d for d in seen["devices"] if t in json.dumps(d)]
+        assert len(mine) == 3 and all(d["registrations"] == 1 for d in mine)
+    else:
+        mine = [b for b in seen["browserTokens"] if t in json.dumps(b)]
+        assert len(mine) == 4 and all(b["registrations"] == 1 for b in mine)
+    before = request_counts(emulator)
+    assert run_sync(db, "rows")["tracked"] == 0
+    assert request_counts(emulator) - before == collections.Counter()
