@@ -442,14 +442,16 @@ CREATE TABLE iterable_audience.event_sync_state (
     watermark   text,
     checkpoints jsonb NOT NULL DEFAULT '[]'
 );
--- The rows above the watermark already handled (row_key: cursor # md5 of the row # ordinal), and
--- those to send again (state 'retry': a failure that may succeed later, with retry_failed_records).
+-- The rows above the watermark already handled (row_key: cursor # md5 of the row # ordinal), those
+-- to send again (state 'retry': a failure that may succeed later, with retry_failed_records), and
+-- email changes sent whose answer is not recorded yet (state 'in_flight': users/updateEmail is not
+-- idempotent, so a resend that finds the change made is known to be that change).
 CREATE TABLE iterable_audience.event_sync_sent (
     sync_id     bigint NOT NULL REFERENCES iterable_audience.sync ON DELETE CASCADE,
     row_key     text NOT NULL,
     cursor_value text NOT NULL,
     event_id    text NOT NULL,
-    state       text NOT NULL CHECK (state IN ('done', 'retry')),
+    state       text NOT NULL CHECK (state IN ('done', 'retry', 'in_flight')),
     run_id      bigint NOT NULL,
     PRIMARY KEY (sync_id, row_key)
 );

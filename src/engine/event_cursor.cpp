@@ -196,7 +196,7 @@ EventCursor::read_retries(int64_t limit)
 		{
 			pg::AsRole as_extension_owner(pg::extension_owner());
 			keys = pg::exec("SELECT row_key, cursor_value FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint "
-			                "AND state = 'retry' AND run_id <> $2::bigint ORDER BY cursor_value LIMIT $3::bigint",
+			                "AND state IN ('retry', 'in_flight') AND run_id <> $2::bigint ORDER BY cursor_value LIMIT $3::bigint",
 			                {id, run, std::to_string(limit)});
 		}
 		if (keys.empty())

@@ -46,7 +46,7 @@ class EventCursor {
 	void begin();
 	const std::optional<std::string> &watermark() const { return watermark_; }
 
-	// Rows marked 'retry' by earlier runs (up to `limit`), in cursor order. Own transaction.
+	// Rows marked 'retry' or 'in_flight' by earlier runs (up to `limit`). Own transaction.
 	std::vector<CursorRow> read_retries(int64_t limit);
 	// The next range of rows past the watermark not yet handled (about `chunk` rows; empty: none
 	// left). Own transaction.

@@ -42,6 +42,7 @@ struct Pending {
 	BuiltEvent built;
 	std::string error_code, error_message;  // set once failed
 	bool failed = false;
+	bool uncertain = false;  // no answer, or a 5xx: Iterable may have applied it
 };
 
 std::string
@@ -82,6 +83,7 @@ class EventRun {
 	bool checked_ = false;  // the preflight ran
 	int64_t handled_ = 0;
 	int64_t requests_ = 0, rate_limited_ = 0;
+	bool last_call_uncertain_ = false;  // an attempt of the last call may have been applied unanswered
 };
 
 HttpResult
@@ -96,9 +98,14 @@ EventRun::call(const std::string &path, std::string body)
 	}
 	pacing.on_sent();
 	HttpClient &client = HttpClient::process_instance();
+	last_call_uncertain_ = false;
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
-		if (attempt.outcome.transport == TransportOutcome::Response)
+		bool answered = attempt.outcome.transport == TransportOutcome::Response;
+		if (answered)
 			pacing.on_response(attempt.outcome.status == 429);
+		// An attempt not answered, or answered 5xx, may have been applied before the retry.
+		if (!answered || attempt.outcome.status >= 500)
+			last_call_uncertain_ = true;
 	});
 	try {
 		HttpResult result = call_iterable(iterable_request(run_.account_, "POST", path, std::move(body)),
@@ -156,9 +163,10 @@ EventRun::ledger_row(const std::vector<Pending> &rows, bool refused)
 void
 EventRun::record(int batch_no, const std::vector<Pending> &rows, int64_t requests)
 {
-	std::vector<pg::SqlValue> codes, messages, keys, cursors, ids, states;
+	std::vector<pg::SqlValue> codes, messages, keys, cursors, ids, states, notes;
 	int64_t failed = 0;
 	for (const Pending &p : rows) {
+		notes.emplace_back(p.built.note.empty() ? pg::SqlValue() : pg::SqlValue(p.built.note));
 		codes.emplace_back(p.failed ? pg::SqlValue(p.error_code) : pg::SqlValue());
 		messages.emplace_back(p.failed ? pg::SqlValue(p.error_message) : pg::SqlValue());
 		failed += p.failed ? 1 : 0;
@@ -166,16 +174,18 @@ EventRun::record(int batch_no, const std::vector<Pending> &rows, int64_t request
 		cursors.emplace_back(p.row.cursor.value_or(""));
 		ids.emplace_back(p.built.record_key.empty() ? p.row.cursor.value_or("") : p.built.record_key);
 		bool again = p.failed && run_.sync_.retry_failed_records && !is_permanent_error(p.error_code);
-		states.emplace_back(again ? "retry" : "done");
+		// An email change that may have been made stays in flight: the next run tells (mark_in_flight).
+		bool in_doubt = p.failed && p.uncertain && events_.kind == EventKind::EmailChange;
+		states.emplace_back(in_doubt ? "in_flight" : again ? "retry" : "done");
 	}
 	const std::string run = std::to_string(run_.request_.run_id), sync = std::to_string(run_.sync_.sync_id);
 	pg::in_transaction([&] {
 		pg::AsRole as_extension_owner(pg::extension_owner());
 		pg::exec("UPDATE iterable_audience.sync_batch SET answered_at = clock_timestamp(), error_codes = "
 		         "CASE WHEN $3::integer > 0 THEN $4::text[] END, error_messages = CASE WHEN $3::integer > 0 THEN "
-		         "$5::text[] END WHERE run_id = $1::bigint AND batch_no = $2::integer",
+		         "$5::text[] END, notes = $6::text[] WHERE run_id = $1::bigint AND batch_no = $2::integer",
 		         {run, std::to_string(batch_no), std::to_string(failed), pg::array_literal(codes),
-		          pg::array_literal(messages)});
+		          pg::array_literal(messages), pg::array_literal(notes)});
 		pg::exec("INSERT INTO iterable_audience.event_sync_sent (sync_id, row_key, cursor_value, event_id, state, run_id) "
 		         "SELECT $1::bigint, k, c, i, s, $2::bigint FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) "
 		         "AS u(k, c, i, s) ON CONFLICT (sync_id, row_key) DO UPDATE SET state = excluded.state, "
@@ -315,12 +325,47 @@ EventRun::send_track(std::vector<Pending> &batch)
 	record(batch_no, batch, requests);
 }
 
+// users/updateEmail is not idempotent: a resend after a lost answer finds the old email gone (400
+// not_found) or the new one taken (409 conflict). Its rows are marked in flight, durably, before
+// the request; such an answer to a row found in flight from an earlier run is that row's own change.
+// Returns, per row, whether an earlier run had sent it without recording the answer.
+std::vector<bool>
+mark_in_flight(int64_t sync_id, int64_t run_id, const std::vector<Pending> &group)
+{
+	std::vector<pg::SqlValue> keys, cursors;
+	for (const Pending &p : group) {
+		keys.emplace_back(p.row.row_key);
+		cursors.emplace_back(p.row.cursor.value_or(""));
+	}
+	std::vector<bool> earlier(group.size(), false);
+	pg::in_transaction([&] {
+		pg::exec("SET LOCAL synchronous_commit = on");
+		pg::AsRole as_extension_owner(pg::extension_owner());
+		pg::SqlResult r = pg::exec("SELECT row_key FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint "
+		                           "AND state = 'in_flight' AND row_key = ANY ($2::text[])",
+		                           {std::to_string(sync_id), pg::array_literal(keys)});
+		for (const pg::SqlRow &row : r.rows)
+			for (size_t i = 0; i < group.size(); i++)
+				if (group[i].row.row_key == *row[0])
+					earlier[i] = true;
+		pg::exec("INSERT INTO iterable_audience.event_sync_sent (sync_id, row_key, cursor_value, event_id, state, run_id) "
+		         "SELECT $1::bigint, k, c, c, 'in_flight', $2::bigint FROM unnest($3::text[], $4::text[]) AS u(k, c) "
+		         "ON CONFLICT (sync_id, row_key) DO UPDATE SET state = 'in_flight', run_id = excluded.run_id",
+		         {std::to_string(sync_id), std::to_string(run_id), pg::array_literal(keys), pg::array_literal(cursors)});
+	});
+	return earlier;
+}
+
 void
 EventRun::send_single(std::vector<Pending> &group)
 {
 	int batch_no = ledger_row(group, false);
+	std::vector<bool> resent(group.size(), false);
+	if (events_.kind == EventKind::EmailChange)
+		resent = mark_in_flight(run_.sync_.sync_id, run_.request_.run_id, group);
 	int64_t requests = 0;
-	for (Pending &p : group) {
+	for (size_t i = 0; i < group.size(); i++) {
+		Pending &p = group[i];
 		int64_t before = requests_;
 		HttpResult result = call(p.built.path, p.built.json);
 		requests += requests_ - before;
@@ -331,9 +376,15 @@ EventRun::send_single(std::vector<Pending> &group)
 		case Disposition::Succeeded:
 			break;
 		case Disposition::Failed:
+			if ((resent[i] || last_call_uncertain_) && (outcome.error_code == "not_found" || outcome.error_code == "conflict")) {
+				p.built.note = "the change was made by an earlier request whose answer was lost (Iterable now "
+				               "answers: " + outcome.error_message + ")";
+				break;
+			}
 			fail(p, outcome.error_code, outcome.error_message);
 			break;
 		case Disposition::Retry:
+			p.uncertain = status == 0 || status >= 500;
 			fail(p, status == 429 ? "rate_limited" : "http_error", status ? outcome.error_message : describe_call_failure(result));
 			break;
 		case Disposition::Fatal:
