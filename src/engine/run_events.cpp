@@ -370,8 +370,22 @@ EventRun::send_single(std::vector<Pending> &group)
 		HttpResult result = call(p.built.path, p.built.json);
 		requests += requests_ - before;
 		long status = result.outcome == TransportOutcome::Response ? result.status : 0;
-		std::string body = call_succeeded(result) ? redact_secret(result.body, run_.account_.api_key) : result.body;
-		SingleOutcome outcome = classify_single_response(events_.kind, status, body);
+		if (call_succeeded(result)) {
+			// Iterable answers these with its envelope {"msg", "code", "params"}: anything else cannot
+			// be read (most likely applied; a resend of an id replaces, the others are idempotent).
+			try {
+				parse_answer(run_.account_, result.body, [](const std::string &b) {
+					if (!parse_error_envelope(b))
+						throw ResponseFormatError("unexpected response from Iterable: " + b.substr(0, 300));
+					return true;
+				});
+			} catch (const ResponseFormatError &e) {
+				fail(p, "invalid_response",
+				     std::string("Iterable answered HTTP 200 with a body that is not its documented answer: ") + e.what());
+				continue;
+			}
+		}
+		SingleOutcome outcome = classify_single_response(events_.kind, status, result.body);
 		switch (outcome.disposition) {
 		case Disposition::Succeeded:
 			break;

@@ -4,6 +4,7 @@
 // snapshot diff: the run is engine/run_events.cpp (Planning::PastCursor); what is sent for a row is
 // core/event_bodies.hpp, how answers map back core/event_responses.hpp.
 #include "engine/sync_kind.hpp"
+#include "iterable/iterable_call.hpp"
 #include "kinds/kinds.hpp"
 
 #include "pg/guard.hpp"
@@ -31,10 +32,17 @@ class EventKindImpl final : public SyncKind {
 	const char *departure_action() const override { return "track"; }
 	int departure_class() const override { return batch_class::kForgotten; }
 
-	// The key, before the first request of a run that has something to send.
+	// The key, before the first request of a run that has something to send; an answer not in the
+	// documented shape stops the run too (nothing was sent).
 	void preflight(const SyncDefinition &, const Account &account, int64_t run_id) const override
 	{
-		check_api_key(account, run_id);
+		HttpResult result = check_api_key(account, run_id);
+		try {
+			parse_answer(account, result.body, [](const std::string &b) { return parse_lists_response(b); });
+		} catch (const ResponseFormatError &e) {
+			throw RunEnded{"failed", std::string("Iterable's answer to GET /api/lists is not in the documented shape (") +
+			                             e.what() + "); nothing was sent"};
+		}
 	}
 
 	// A run past the cursor builds its requests from source rows (run_events.cpp), never from plan
