@@ -379,3 +379,33 @@ def test_email_changes_and_a_lost_answer_is_not_a_failure(db, emulator):
         users = emulator.call("GET", "/_emulator/users?api_key=%s&email=%s.new%d@example.com" % (KEYS["email"], t, g))
         assert len(users["users"]) == 1
     assert run_sync(db, "aliases")["tracked"] == 0
+
+
+def test_a_restored_database_sends_nothing_twice(db, cluster, emulator):
+    """pg_dump keeps the watermark, checkpoints and sent set (pg_extension_config_dump): the restored
+    copy's next run sends nothing already sent, and rows added there are sent."""
+    from test_backup_restore import dump, restore, state
+    t = tag(db)
+    make_tracks(db, t, 12)
+    create(db)
+    assert run_sync(db, "tracks")["tracked"] == 12
+    before = state(db)
+    assert before["event_state"] and before["event_sent"]
+    path = dump(cluster, t)
+    dst = restore(cluster, path, t + "_restored")
+    try:
+        after = state(dst)
+        for part in ("event_state", "event_sent", "sync", "runs", "logs"):
+            assert after[part] == before[part], part
+        requests = request_counts(emulator)
+        assert run_sync(dst, "tracks")["tracked"] == 0
+        assert request_counts(emulator) - requests == collections.Counter()
+        add_tracks(dst, t, 13, 14)
+        assert run_sync(dst, "tracks")["tracked"] == 2
+        stored = events_of(emulator, "hybrid", t)
+        assert len(stored) == 14 and all(e["writes"] == 1 for e in stored.values())
+    finally:
+        dst.close()
+        admin = cluster.connect()
+        sql(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % (t + "_restored"))
+        admin.close()
