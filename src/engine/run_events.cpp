@@ -5,6 +5,10 @@
 // and commit, per batch, the rows' log, the sent set and the run's counters together.
 // Exactly once: a row is in the sent set only once Iterable answered for it; a row sent whose answer
 // was lost is sent again by the next run with the same id (Iterable replaces it).
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "core/event_batches.hpp"
@@ -71,6 +75,7 @@ class EventRun {
 	void send_track(std::vector<Pending> &batch);
 	void send_track_part(std::vector<Pending> &batch, const std::vector<size_t> &part, int64_t &requests);
 	void send_single(std::vector<Pending> &group);
+	void answer_single(Pending &p, const HttpResult &result, bool uncertain, bool resent);
 	HttpResult call(const std::string &path, std::string body);
 	int ledger_row(const std::vector<Pending> &rows, bool refused);
 	void record(int batch_no, const std::vector<Pending> &rows, int64_t requests);
@@ -83,29 +88,24 @@ class EventRun {
 	bool checked_ = false;  // the preflight ran
 	int64_t handled_ = 0;
 	int64_t requests_ = 0, rate_limited_ = 0;
-	bool last_call_uncertain_ = false;  // an attempt of the last call may have been applied unanswered
+	uint64_t next_tag_ = 1;
 };
 
+// One trackBulk request (one at a time: its documented limit is 10 requests/s per project).
 HttpResult
 EventRun::call(const std::string &path, std::string body)
 {
-	double rps = events_.kind == EventKind::Track ? kTrackBulkRps
-	             : events_.kind == EventKind::DeviceToken ? kDeviceTokenRps : 0;
-	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, path, rps);
+	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, path, kTrackBulkRps);
 	while (!pacing.may_send()) {
 		pg::throw_if_interrupted();
 		pg_usleep(static_cast<long>(std::clamp(pacing.wait_seconds(), 0.001, 0.1) * 1e6));
 	}
 	pacing.on_sent();
 	HttpClient &client = HttpClient::process_instance();
-	last_call_uncertain_ = false;
 	client.set_attempt_observer([&](const AttemptInfo &attempt) {
 		bool answered = attempt.outcome.transport == TransportOutcome::Response;
 		if (answered)
 			pacing.on_response(attempt.outcome.status == 429);
-		// An attempt not answered, or answered 5xx, may have been applied before the retry.
-		if (!answered || attempt.outcome.status >= 500)
-			last_call_uncertain_ = true;
 	});
 	try {
 		HttpResult result = call_iterable(iterable_request(run_.account_, "POST", path, std::move(body)),
@@ -356,6 +356,52 @@ mark_in_flight(int64_t sync_id, int64_t run_id, const std::vector<Pending> &grou
 	return earlier;
 }
 
+// One single-record answer mapped to its row. uncertain: an attempt may have been applied unanswered.
+void
+EventRun::answer_single(Pending &p, const HttpResult &result, bool uncertain, bool resent)
+{
+	long status = result.outcome == TransportOutcome::Response ? result.status : 0;
+	if (call_succeeded(result)) {
+		// Iterable answers these with its envelope {"msg", "code", "params"}: anything else cannot be
+		// read (most likely applied; a resend of an id replaces, the others are idempotent).
+		try {
+			parse_answer(run_.account_, result.body, [](const std::string &b) {
+				if (!parse_error_envelope(b))
+					throw ResponseFormatError("unexpected response from Iterable: " + b.substr(0, 300));
+				return true;
+			});
+		} catch (const ResponseFormatError &e) {
+			fail(p, "invalid_response",
+			     std::string("Iterable answered HTTP 200 with a body that is not its documented answer: ") + e.what());
+			return;
+		}
+	}
+	SingleOutcome outcome = classify_single_response(events_.kind, status, result.body);
+	switch (outcome.disposition) {
+	case Disposition::Succeeded:
+		return;
+	case Disposition::Failed:
+		if ((resent || uncertain) && (outcome.error_code == "not_found" || outcome.error_code == "conflict") &&
+		    events_.kind == EventKind::EmailChange) {
+			p.built.note = "the change was made by an earlier request whose answer was lost (Iterable now "
+			               "answers: " + outcome.error_message + ")";
+			return;
+		}
+		fail(p, outcome.error_code, outcome.error_message);
+		return;
+	case Disposition::Retry:
+		p.uncertain = status == 0 || status >= 500;
+		fail(p, status == 429 ? "rate_limited" : "http_error", status ? outcome.error_message : describe_call_failure(result));
+		return;
+	case Disposition::Fatal:
+		throw RunEnded{"failed", "Iterable refused " + p.built.path + " (" + outcome.error_message +
+		                             "); records it acknowledged before are kept"};
+	}
+}
+
+// The rows of a group, several requests in flight (iterable_audience.max_requests_in_flight), paced
+// per project and endpoint. Carts and email changes are states of a user: rows of one user go in
+// cursor order, never two at once (an older cart must not land after a newer one).
 void
 EventRun::send_single(std::vector<Pending> &group)
 {
@@ -363,49 +409,78 @@ EventRun::send_single(std::vector<Pending> &group)
 	std::vector<bool> resent(group.size(), false);
 	if (events_.kind == EventKind::EmailChange)
 		resent = mark_in_flight(run_.sync_.sync_id, run_.request_.run_id, group);
+	const bool per_user_order = events_.kind == EventKind::Cart || events_.kind == EventKind::EmailChange;
+	const size_t max_in_flight = static_cast<size_t>(std::max(1, settings::max_requests_in_flight));
+	const std::string &path = group.front().built.path;  // one endpoint per sync
+	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, path,
+	                    events_.kind == EventKind::DeviceToken ? kDeviceTokenRps : 0);
+	HttpClient &client = HttpClient::process_instance();
+	const HttpOptions options = http_options_from_settings();
+	std::set<uint64_t> uncertain;
+	client.set_attempt_observer([&](const AttemptInfo &attempt) {
+		bool answered = attempt.outcome.transport == TransportOutcome::Response;
+		if (answered)
+			pacing.on_response(attempt.outcome.status == 429);
+		if (!answered || attempt.outcome.status >= 500)
+			uncertain.insert(attempt.tag);
+	});
+	auto user_of = [&](const Pending &p) { return p.built.email + "\n" + p.built.user_id; };
+	std::vector<bool> sent(group.size(), false);
+	std::map<uint64_t, size_t> in_flight;  // tag -> row
+	std::set<std::string> busy;            // users with a request in flight
+	size_t answered = 0;
 	int64_t requests = 0;
-	for (size_t i = 0; i < group.size(); i++) {
-		Pending &p = group[i];
-		int64_t before = requests_;
-		HttpResult result = call(p.built.path, p.built.json);
-		requests += requests_ - before;
-		long status = result.outcome == TransportOutcome::Response ? result.status : 0;
-		if (call_succeeded(result)) {
-			// Iterable answers these with its envelope {"msg", "code", "params"}: anything else cannot
-			// be read (most likely applied; a resend of an id replaces, the others are idempotent).
-			try {
-				parse_answer(run_.account_, result.body, [](const std::string &b) {
-					if (!parse_error_envelope(b))
-						throw ResponseFormatError("unexpected response from Iterable: " + b.substr(0, 300));
-					return true;
-				});
-			} catch (const ResponseFormatError &e) {
-				fail(p, "invalid_response",
-				     std::string("Iterable answered HTTP 200 with a body that is not its documented answer: ") + e.what());
+	try {
+		while (answered < group.size()) {
+			while (in_flight.size() < max_in_flight && pacing.may_send()) {
+				// The first row not sent whose user has nothing in flight nor an earlier row waiting.
+				std::set<std::string> waiting;
+				std::optional<size_t> pick;
+				for (size_t i = 0; i < group.size() && !pick; i++) {
+					if (sent[i])
+						continue;
+					std::string user = user_of(group[i]);
+					if (per_user_order && (busy.count(user) || waiting.count(user))) {
+						waiting.insert(user);
+						continue;
+					}
+					pick = i;
+				}
+				if (!pick)
+					break;
+				HttpRequest request = iterable_request(run_.account_, "POST", path, group[*pick].built.json);
+				request.tag = next_tag_;
+				client.submit(std::move(request), options);
+				pacing.on_sent();
+				sent[*pick] = true;
+				busy.insert(user_of(group[*pick]));
+				in_flight.emplace(next_tag_++, *pick);
+			}
+			pg::throw_if_interrupted();
+			if (in_flight.empty()) {
+				pg_usleep(static_cast<long>(std::clamp(pacing.wait_seconds(), 0.001, 0.1) * 1e6));
 				continue;
 			}
-		}
-		SingleOutcome outcome = classify_single_response(events_.kind, status, result.body);
-		switch (outcome.disposition) {
-		case Disposition::Succeeded:
-			break;
-		case Disposition::Failed:
-			if ((resent[i] || last_call_uncertain_) && (outcome.error_code == "not_found" || outcome.error_code == "conflict")) {
-				p.built.note = "the change was made by an earlier request whose answer was lost (Iterable now "
-				               "answers: " + outcome.error_message + ")";
-				break;
+			for (const HttpResult &result : client.poll(100)) {
+				auto it = in_flight.find(result.tag);
+				if (it == in_flight.end())
+					continue;
+				size_t i = it->second;
+				in_flight.erase(it);
+				busy.erase(user_of(group[i]));
+				answered++;
+				requests += result.attempts;
+				requests_ += result.attempts;
+				rate_limited_ += result.rate_limited;
+				answer_single(group[i], result, uncertain.erase(result.tag) > 0, resent[i]);
 			}
-			fail(p, outcome.error_code, outcome.error_message);
-			break;
-		case Disposition::Retry:
-			p.uncertain = status == 0 || status >= 500;
-			fail(p, status == 429 ? "rate_limited" : "http_error", status ? outcome.error_message : describe_call_failure(result));
-			break;
-		case Disposition::Fatal:
-			throw RunEnded{"failed", "Iterable refused " + p.built.path + " (" + outcome.error_message +
-			                             "); records it acknowledged before are kept"};
 		}
+	} catch (...) {
+		client.set_attempt_observer(nullptr);
+		client.abort_all();  // the requests in flight are lost; the next run sends those rows again
+		throw;
 	}
+	client.set_attempt_observer(nullptr);
 	record(batch_no, group, requests);
 }
 

@@ -409,3 +409,25 @@ def test_a_restored_database_sends_nothing_twice(db, cluster, emulator):
         admin = cluster.connect()
         sql(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % (t + "_restored"))
         admin.close()
+
+
+def test_carts_of_one_user_land_in_cursor_order_with_requests_in_flight(db, emulator):
+    t = tag(db)
+    sql(db, "CREATE TABLE carts (id bigserial PRIMARY KEY, user_id text, items jsonb)")
+    users = ["%s-c%d" % (t, g) for g in range(1, 7)]
+    emulator.call("POST", "/_emulator/users", {"api_key": KEYS["hybrid"], "users": [{"userId": u} for u in users]})
+    for step in range(1, 4):
+        for u in users:
+            sql(db, "INSERT INTO carts (user_id, items) VALUES (%s, %s)",
+                (u, json.dumps([{"id": "sku", "name": "Shoe", "price": 1, "quantity": step}])))
+    emulator.set_faults({"rules": [{"kind": "latency", "endpoint": "update_cart", "ms": 40, "jitter_ms": 30}]})
+    sql(db, "SET iterable_audience.max_requests_in_flight = 4")
+    create(db, name="carts", source="carts", kind="cart", fields=json.dumps({"userId": "user_id", "items": "items"}))
+    r = run_sync(db, "carts")
+    emulator.clear_faults()
+    assert r["tracked"] == 18 and r["failed"] == 0, r
+    seen = emulator.call("GET", "/_emulator/carts?api_key=%s" % KEYS["hybrid"])
+    for u in users:
+        steps = [x["items"][0]["quantity"] for x in sorted(seen["updates"], key=lambda x: x["seq"]) if x["userId"] == u]
+        assert steps == [1, 2, 3], (u, steps)
+        assert [c["items"][0]["quantity"] for c in seen["carts"] if c["userId"] == u] == [3]
