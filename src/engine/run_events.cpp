@@ -192,9 +192,14 @@ EventRun::record(int batch_no, const std::vector<Pending> &rows, int64_t request
 		         "run_id = excluded.run_id",
 		         {sync, run, pg::array_literal(keys), pg::array_literal(cursors), pg::array_literal(ids),
 		          pg::array_literal(states)});
-		pg::exec("UPDATE iterable_audience.sync_runs SET tracked = tracked + $2::bigint, failed = failed + $3::bigint, "
-		         "api_requests = api_requests + $4::bigint, rate_limited = rate_limited + $5::bigint, "
-		         "cursor_from = coalesce(cursor_from, $6), cursor_to = coalesce($7, cursor_to) WHERE run_id = $1::bigint",
+		// The range covered: rows of a batch are in cursor order; batches need not be (refused rows,
+		// retries), so the ends compare as the cursor's type.
+		const std::string &t = events_.cursor_type;
+		pg::exec(("UPDATE iterable_audience.sync_runs SET tracked = tracked + $2::bigint, failed = failed + $3::bigint, "
+		          "api_requests = api_requests + $4::bigint, rate_limited = rate_limited + $5::bigint, "
+		          "cursor_from = CASE WHEN cursor_from IS NULL OR $6::" + t + " < cursor_from::" + t +
+		          " THEN $6 ELSE cursor_from END, cursor_to = CASE WHEN cursor_to IS NULL OR $7::" + t + " > cursor_to::" +
+		          t + " THEN $7 ELSE cursor_to END WHERE run_id = $1::bigint").c_str(),
 		         {run, std::to_string(static_cast<int64_t>(rows.size()) - failed), std::to_string(failed),
 		          std::to_string(requests), std::to_string(rate_limited_), rows.front().row.cursor,
 		          rows.back().row.cursor});
