@@ -123,6 +123,24 @@ check_event_columns(const SyncDefinition &sync, const EventSyncDefinition &event
 	return type;
 }
 
+void
+check_altered_event_sync(const SyncDefinition &sync)
+{
+	if (sync.email_column || sync.user_id_column)
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+		                std::string(sync.email_column ? "email_column" : "user_id_column") +
+		                    " does not apply to event sync \"" + sync.name + "\"",
+		                "An event sync maps its identifiers in fields (email, userId, currentEmail, ...); to change "
+		                "them, drop the sync and create it again with create_event_sync().");
+	EventSyncDefinition events = load_event_definition(sync.sync_id);
+	std::string type = check_event_columns(sync, events);
+	if (type != events.cursor_type)
+		throw UserError(ERRCODE_DATATYPE_MISMATCH,
+		                "the cursor column \"" + events.cursor_column + "\" of the new source is of type " + type +
+		                    ", not " + events.cursor_type + " as when the sync was created",
+		                "Cast it in the source to " + events.cursor_type + ", or create a new event sync.");
+}
+
 EventSyncDefinition
 load_event_definition(int64_t sync_id)
 {

@@ -33,6 +33,11 @@ std::vector<std::pair<std::string, std::string>> parse_event_fields(EventKind ki
 // mapped column exists. Requires an SPI session, as the caller, with the sync's search_path.
 std::string check_event_columns(const SyncDefinition &sync, const EventSyncDefinition &events);
 
+// alter_sync of an event sync: its stored event columns still hold against the (maybe new) source,
+// and nothing of another kind was given (email_column, user_id_column). Requires an SPI session, as
+// the caller, with the sync's search_path.
+void check_altered_event_sync(const SyncDefinition &sync);
+
 // Loads the event columns of a sync. Requires an SPI session.
 EventSyncDefinition load_event_definition(int64_t sync_id);
 

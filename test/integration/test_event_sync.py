@@ -431,3 +431,28 @@ def test_carts_of_one_user_land_in_cursor_order_with_requests_in_flight(db, emul
         steps = [x["items"][0]["quantity"] for x in sorted(seen["updates"], key=lambda x: x["seq"]) if x["userId"] == u]
         assert steps == [1, 2, 3], (u, steps)
         assert [c["items"][0]["quantity"] for c in seen["carts"] if c["userId"] == u] == [3]
+
+
+def test_alter_pause_resume_and_drop_an_event_sync(db, emulator):
+    t = tag(db)
+    make_tracks(db, t, 3)
+    create(db)
+    sql(db, "SELECT iterable_audience.alter_sync('tracks', schedule => 'every 1 hour', sync_log_retention_days => 3)")
+    info = query(db, "SELECT schedule, kind, event_kind FROM iterable_audience.syncs")[0]
+    assert info == {"schedule": "every 1 hour", "kind": "events", "event_kind": "track"}
+    with pytest.raises(psycopg2.Error) as e:
+        sql(db, "SELECT iterable_audience.alter_sync('tracks', email_column => 'user_id')")
+    db.rollback()
+    assert "does not apply to event sync" in str(e.value)
+    with pytest.raises(psycopg2.Error) as e:
+        sql(db, "SELECT iterable_audience.alter_sync('tracks', source => 'SELECT id::text AS id, user_id, event, ts, "
+                "properties FROM tracks')")
+    db.rollback()
+    assert "cannot serve as a cursor" in str(e.value)
+    sql(db, "SELECT iterable_audience.alter_sync('tracks', source => 'SELECT * FROM tracks WHERE id > 1')")
+    assert run_sync(db, "tracks")["tracked"] == 2
+    sql(db, "SELECT iterable_audience.pause_sync('tracks')")
+    sql(db, "SELECT iterable_audience.resume_sync('tracks')")
+    sql(db, "SELECT iterable_audience.drop_sync('tracks')")
+    assert scalar(db, "SELECT count(*) FROM iterable_audience.event_sync_state") == 0
+    assert scalar(db, "SELECT count(*) FROM iterable_audience.event_sync_sent") == 0
