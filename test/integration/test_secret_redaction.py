@@ -198,7 +198,7 @@ def test_no_form_of_the_key_is_stored_raised_or_logged(debug_cluster, emulator, 
     sync = "rd_%s_%s" % (kind, form)
     admin = _session(debug_cluster, "postgres")
     owner = _session(debug_cluster, OWNER)
-    account = "%s_%s" % (ACCOUNT, form)
+    account = "%s_%s_%s" % (ACCOUNT, kind, form)  # one per test: getUsers is paced per account
     seen = []  # every text the client was given: ERROR texts, test_account() answers
     listener = debug_cluster.connect()
     with listener.cursor() as cur:
