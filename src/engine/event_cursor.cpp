@@ -196,7 +196,8 @@ EventCursor::read_retries(int64_t limit)
 		{
 			pg::AsRole as_extension_owner(pg::extension_owner());
 			keys = pg::exec("SELECT row_key, cursor_value FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint "
-			                "AND state IN ('retry', 'in_flight') AND run_id <> $2::bigint ORDER BY cursor_value LIMIT $3::bigint",
+			                "AND state IN ('retry', 'in_flight') AND run_id <> $2::bigint AND cursor_value <> '' "
+			                "ORDER BY cursor_value LIMIT $3::bigint",
 			                {id, run, std::to_string(limit)});
 		}
 		if (keys.empty())
@@ -233,27 +234,35 @@ EventCursor::read_next(int64_t chunk)
 	return step([&] {
 		const std::string &t = events_.cursor_type;
 		for (;;) {
-			if (exhausted_)
-				return std::vector<CursorRow>{};
-			std::optional<std::string> lower = read_to_ ? read_to_ : watermark_;
-			std::string after = lower ? cursor_ref(events_) + " > $1::" + t : "$1::text IS NULL";
-			// The range ends at the cursor of about the chunk-th row (all rows with that cursor in it).
-			std::optional<std::string> hi;
-			{
-				OwnerReading reading(sync_);
-				hi = pg::exec_scalar(("SELECT (" + cursor_ref(events_) + ")::text FROM " + source_from_item(sync_.source) +
-				                      " WHERE " + after + " AND " + cursor_ref(events_) + " IS NOT NULL ORDER BY " +
-				                      cursor_ref(events_) + " OFFSET $2::bigint LIMIT 1")
-				                         .c_str(),
-				                     {lower, std::to_string(std::max<int64_t>(chunk - 1, 0))});
+			std::vector<CursorRow> rows;
+			if (exhausted_) {
+				// Last, the rows whose cursor is NULL: never in the stream, each fails once (build_event
+				// refuses them) and stays in the sent set as done (their key has no cursor part).
+				if (nulls_read_)
+					return std::vector<CursorRow>{};
+				nulls_read_ = true;
+				rows = read_rows(cursor_ref(events_) + " IS NULL", {});
+			} else {
+				std::optional<std::string> lower = read_to_ ? read_to_ : watermark_;
+				std::string after = lower ? cursor_ref(events_) + " > $1::" + t : "$1::text IS NULL";
+				// The range ends at the cursor of about the chunk-th row (all rows with that cursor in it).
+				std::optional<std::string> hi;
+				{
+					OwnerReading reading(sync_);
+					hi = pg::exec_scalar(("SELECT (" + cursor_ref(events_) + ")::text FROM " +
+					                      source_from_item(sync_.source) + " WHERE " + after + " AND " +
+					                      cursor_ref(events_) + " IS NOT NULL ORDER BY " + cursor_ref(events_) +
+					                      " OFFSET $2::bigint LIMIT 1")
+					                         .c_str(),
+					                     {lower, std::to_string(std::max<int64_t>(chunk - 1, 0))});
+				}
+				rows = hi ? read_rows(after + " AND " + cursor_ref(events_) + " <= $2::" + t, {lower, hi})
+				          : read_rows(after + " AND " + cursor_ref(events_) + " IS NOT NULL", {lower});
+				if (hi)
+					read_to_ = hi;
+				else
+					exhausted_ = true;
 			}
-			std::vector<CursorRow> rows =
-			    hi ? read_rows(after + " AND " + cursor_ref(events_) + " <= $2::" + t, {lower, hi})
-			       : read_rows(after + " AND " + cursor_ref(events_) + " IS NOT NULL", {lower});
-			if (hi)
-				read_to_ = hi;
-			else
-				exhausted_ = true;
 			if (rows.empty())
 				continue;
 			std::vector<pg::SqlValue> keys;
@@ -310,7 +319,7 @@ EventCursor::finish()
 		             .c_str(),
 		         {id, next});
 		pg::exec(("DELETE FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint AND state = 'done' "
-		          "AND cursor_value::" + t + " <= $2::" + t)
+		          "AND CASE WHEN cursor_value = '' THEN false ELSE cursor_value::" + t + " <= $2::" + t + " END")
 		             .c_str(),
 		         {id, next});
 		watermark_ = next;

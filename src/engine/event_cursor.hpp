@@ -76,6 +76,7 @@ class EventCursor {
 	std::optional<std::string> target_;
 	std::optional<std::string> read_to_;   // rows up to this cursor were read (ranges are inclusive)
 	bool exhausted_ = false;               // the last range had no upper bound: everything was read
+	bool nulls_read_ = false;              // the rows with a NULL cursor were read
 	std::optional<std::string> stopped_before_;
 	std::string checkpoints_;              // JSON array
 };

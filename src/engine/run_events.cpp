@@ -573,7 +573,8 @@ EventRun::perform()
 			break;
 		int64_t room = budget - handled_;
 		if (static_cast<int64_t>(rows.size()) > room) {
-			cursor_.stopped_before(*rows[static_cast<size_t>(room)].cursor);
+			if (rows[static_cast<size_t>(room)].cursor)  // else only rows with a NULL cursor are left
+				cursor_.stopped_before(*rows[static_cast<size_t>(room)].cursor);
 			rows.resize(static_cast<size_t>(room));
 			take(std::move(rows));
 			break;
@@ -582,7 +583,7 @@ EventRun::perform()
 		if (handled_ >= budget) {
 			// The budget ended with a range: what comes next is unknown until read.
 			std::vector<CursorRow> next = cursor_.read_next(1);
-			if (!next.empty())
+			if (!next.empty() && next.front().cursor)
 				cursor_.stopped_before(*next.front().cursor);
 			break;
 		}

@@ -456,3 +456,19 @@ def test_alter_pause_resume_and_drop_an_event_sync(db, emulator):
     sql(db, "SELECT iterable_audience.drop_sync('tracks')")
     assert scalar(db, "SELECT count(*) FROM iterable_audience.event_sync_state") == 0
     assert scalar(db, "SELECT count(*) FROM iterable_audience.event_sync_sent") == 0
+
+
+def test_a_row_with_a_null_cursor_fails_once_and_blocks_nothing(db, emulator):
+    t = tag(db)
+    make_tracks(db, t, 3)
+    sql(db, "UPDATE tracks SET ts = NULL WHERE id = 2")
+    create(db, cursor="ts")
+    first = run_sync(db, "tracks")
+    assert (first["tracked"], first["failed"]) == (2, 1), first
+    failed = [r for r in logs(db, first["run_id"]) if r["status"] == "failed"]
+    assert [(r["error_code"], "cursor column is NULL" in r["error_message"]) for r in failed] == [("invalid_field", True)]
+    add_tracks(db, t, 4, 5)
+    second = run_sync(db, "tracks")
+    assert (second["tracked"], second["failed"]) == (2, 0), second
+    third = run_sync(db, "tracks")
+    assert (third["tracked"], third["failed"]) == (0, 0), third
