@@ -472,3 +472,21 @@ def test_a_row_with_a_null_cursor_fails_once_and_blocks_nothing(db, emulator):
     assert (second["tracked"], second["failed"]) == (2, 0), second
     third = run_sync(db, "tracks")
     assert (third["tracked"], third["failed"]) == (0, 0), third
+
+
+def test_a_413_splits_the_batch_and_an_event_alone_over_the_limit_fails_too_large(db, emulator):
+    t = tag(db)
+    make_tracks(db, t, 12)
+    sql(db, "UPDATE tracks SET properties = jsonb_build_object('blob', repeat('x', 3000)) WHERE id = 7")
+    emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "body_limits": {"track_bulk": 2500}})
+    try:
+        create(db)
+        r = run_sync(db, "tracks")
+        rows = {r["record_key"]: r for r in logs(db, r["run_id"])}
+        failed = [x for x in rows.values() if x["status"] == "failed"]
+        assert [x["user_id"] for x in failed] == [t + "-u7"] and failed[0]["error_code"] == "too_large", failed
+        assert (r["tracked"], r["failed"]) == (11, 1), r
+        stored = events_of(emulator, "hybrid", t)
+        assert len(stored) == 11 and all(e["writes"] == 1 for e in stored.values())
+    finally:
+        emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "body_limits": {}})
