@@ -490,3 +490,24 @@ def test_a_413_splits_the_batch_and_an_event_alone_over_the_limit_fails_too_larg
         assert len(stored) == 11 and all(e["writes"] == 1 for e in stored.values())
     finally:
         emulator.call("POST", "/_emulator/event_settings", {"api_key": KEYS["hybrid"], "body_limits": {}})
+
+
+def test_a_lost_answer_is_resent_and_replaces(db, emulator):
+    """trackBulk applied but its answer lost: the resend carries the same ids, so Iterable holds each
+    event once although some ids were written more than once."""
+    t = tag(db)
+    make_tracks(db, t, 30)
+    sql(db, "SET iterable_audience.batch_size = 10")
+    emulator.set_faults({"rules": [{"kind": "drop_after_apply", "endpoint": "track_bulk", "skip": 1, "next": 2}]})
+    create(db)
+    r = run_sync(db, "tracks")
+    emulator.clear_faults()
+    for _ in range(3):
+        if r["status"] == "succeeded":
+            break
+        r = run_sync(db, "tracks")
+    assert r["status"] == "succeeded", r
+    stored = events_of(emulator, "hybrid", t)
+    assert sorted(e["userId"] for e in stored.values()) == sorted("%s-u%d" % (t, g) for g in range(1, 31))
+    writes = collections.Counter(e["writes"] for e in stored.values())
+    assert writes[1] == 20 and sum(writes.values()) == 30 and max(writes) > 1, writes
