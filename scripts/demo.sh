@@ -2,7 +2,8 @@
 # The main job, end to end on the embedded default: a temporary PostgreSQL cluster with the extension
 # and the project's Iterable emulator on loopback. Registers an account, creates a list, mirrors a
 # table of customers into it, changes the audience, syncs again, and shows the run reports, a few
-# log rows and what the emulator's list holds; then a user sync, and the emulator's profiles.
+# log rows and what the emulator's list holds; then a user sync, and the emulator's profiles; then
+# event syncs of a tracks table and an orders table, and the events and purchases the emulator stored.
 # Cleans up after itself.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -128,3 +129,51 @@ plans=$(psql_demo -At -c "SELECT count(*) FROM customers WHERE plan = 'pro' AND 
 pro=$("$PYTHON" -c "import json,urllib.request; print(sum(1 for u in json.load(urllib.request.urlopen('$EMULATOR_URL/_emulator/users?api_key=test-key-hybrid'))['users'] if u['dataFields'].get('plan') == 'pro'))")
 echo "   $pro profiles have plan 'pro' in the emulator; the table has $plans such customers with valid identifiers"
 [ "$pro" = "$plans" ] && echo "   the profiles follow the table" || { echo "   MISMATCH" >&2; exit 1; }
+
+psql_demo <<'SQL'
+\echo == 12. event syncs: a tracks table streams into Iterable events, an orders table into purchases
+CREATE TABLE tracks (id bigserial PRIMARY KEY, user_id text, event text, ts timestamptz DEFAULT now(), properties jsonb);
+INSERT INTO tracks (user_id, event, properties)
+SELECT 'cust-' || g, CASE WHEN g % 3 = 0 THEN 'Added to Cart' ELSE 'Viewed Product' END,
+       jsonb_build_object('sku', 'sku-' || (g % 7), 'price', g % 50)
+  FROM generate_series(1, 40) g;
+INSERT INTO tracks (user_id, event, properties) VALUES (NULL, 'Viewed Product', '{}');  -- no identifier
+SELECT iterable_audience.create_event_sync('tracks', 'marketing', 'tracks', 'id',
+       fields => '{"eventName": "event", "userId": "user_id", "createdAt": "ts", "dataFields": "properties"}') AS sync_id;
+SELECT run_id, kind, status, planned_events, tracked, failed, cursor_from, cursor_to FROM iterable_audience.run_sync('tracks');
+\echo    ... an idle run sends nothing; 5 new rows are sent once
+SELECT run_id, status, planned_events, tracked, api_requests FROM iterable_audience.run_sync('tracks');
+INSERT INTO tracks (user_id, event, properties) SELECT 'cust-' || g, 'Viewed Product', '{}' FROM generate_series(41, 45) g;
+SELECT run_id, status, planned_events, tracked, cursor_from, cursor_to FROM iterable_audience.run_sync('tracks');
+SELECT record_key, action, user_id, status, error_code FROM iterable_audience.sync_logs
+ WHERE action = 'track' AND (status = 'failed' OR run_id = (SELECT max(run_id) FROM iterable_audience.sync_runs)) ORDER BY record_key LIMIT 4;
+
+CREATE TABLE orders (id bigserial PRIMARY KEY, order_id text, user_id text, total numeric, items jsonb,
+                     ts timestamptz DEFAULT now());
+INSERT INTO orders (order_id, user_id, total, items)
+SELECT 'order-' || g, 'cust-' || g, 19.5 * g,
+       jsonb_build_array(jsonb_build_object('id', 'sku-' || g, 'name', 'Shoe', 'price', 19.5, 'quantity', g))
+  FROM generate_series(1, 5) g;
+SELECT iterable_audience.create_event_sync('orders', 'marketing', 'orders', 'id', kind => 'purchase',
+       fields => '{"id": "order_id", "userId": "user_id", "total": "total", "items": "items", "createdAt": "ts"}') AS sync_id;
+SELECT record_key, action, valid, data_fields->'items' AS items FROM iterable_audience.preview_sync('orders') LIMIT 2;
+SELECT run_id, kind, status, planned_events, tracked, failed FROM iterable_audience.run_sync('orders');
+SQL
+
+echo "== 13. what the emulator received: events and purchases, each stored once"
+"$PYTHON" - "$EMULATOR_URL" <<'PY'
+import json, sys, urllib.request
+url = sys.argv[1]
+get = lambda path: json.load(urllib.request.urlopen(url + path))
+events = [e for e in get("/_emulator/events?api_key=test-key-hybrid")["events"] if e.get("userId", "").startswith("cust-")]
+purchases = [p for p in get("/_emulator/purchases?api_key=test-key-hybrid")["purchases"] if p["id"].startswith("order-")]
+print("   %d events (%s), %d purchases; writes per id: %s" % (
+    len(events), ", ".join("%s x%d" % (n, sum(1 for e in events if e["eventName"] == n))
+                           for n in sorted({e["eventName"] for e in events})),
+    len(purchases), sorted({e["writes"] for e in events + purchases})))
+print("   e.g.", json.dumps({k: events[0][k] for k in ("id", "eventName", "userId", "createdAt", "dataFields")}))
+print("   e.g.", json.dumps({k: purchases[0][k] for k in ("id", "total", "items")}))
+if len(events) != 45 or len(purchases) != 5 or any(e["writes"] != 1 for e in events + purchases):
+    sys.exit("   MISMATCH")
+print("   every row of the tables once")
+PY

@@ -668,3 +668,113 @@ $$;
 ------------------------------------------------------------------------------------------------
 -- Event syncs (issue 15)
 ------------------------------------------------------------------------------------------------
+
+-- An event sync (create_event_sync) streams the rows of an append-only source past its cursor into
+-- Iterable (docs/event-syncs.md). Its definition is a sync of kind 'events' with these columns; it
+-- has no identifier columns of its own (they are in event_fields).
+ALTER TABLE iterable_audience.sync DROP CONSTRAINT sync_check;
+ALTER TABLE iterable_audience.sync
+    ADD CONSTRAINT sync_identifier_column_check
+        CHECK (kind = 'events' OR email_column IS NOT NULL OR user_id_column IS NOT NULL),
+    ADD COLUMN cursor_column text,
+    ADD COLUMN cursor_type text CHECK (cursor_type IN ('smallint', 'integer', 'bigint', 'numeric', 'timestamptz')),
+    ADD COLUMN event_kind text CHECK (event_kind IN ('track', 'purchase', 'cart', 'device_token', 'browser_token',
+                                                     'email_change')),
+    ADD COLUMN event_fields jsonb,
+    ADD COLUMN event_name text,
+    ADD COLUMN start_from text CHECK (start_from IN ('beginning', 'now')),
+    ADD COLUMN max_events_per_run bigint CHECK (max_events_per_run > 0),
+    ADD CONSTRAINT sync_events_have_cursor CHECK ((kind = 'events') = (cursor_column IS NOT NULL AND event_kind IS NOT NULL));
+
+ALTER TABLE iterable_audience.sync_runs
+    ADD COLUMN planned_events bigint,
+    ADD COLUMN tracked bigint NOT NULL DEFAULT 0,
+    ADD COLUMN cursor_from text,
+    ADD COLUMN cursor_to text;
+COMMENT ON COLUMN iterable_audience.sync_runs.tracked IS 'Events (purchases, carts, tokens, email changes) Iterable acknowledged (event syncs)';
+COMMENT ON COLUMN iterable_audience.sync_runs.cursor_from IS 'Event syncs: the smallest cursor value the run sent or refused';
+COMMENT ON COLUMN iterable_audience.sync_runs.cursor_to IS 'Event syncs: the largest cursor value the run sent or refused';
+
+ALTER TABLE iterable_audience.sync_batch DROP CONSTRAINT sync_batch_action_check;
+ALTER TABLE iterable_audience.sync_batch ADD CONSTRAINT sync_batch_action_check
+    CHECK (action IN ('subscribe', 'unsubscribe', 'update_user', 'forget', 'track', 'track_purchase', 'update_cart',
+                      'register_device_token', 'register_browser_token', 'update_email'));
+
+-- Where an event sync stands (docs/event-syncs.md, "Exactly once"): every row with a cursor at or
+-- below watermark was handled and no other can still appear there; checkpoints: snapshots of the
+-- transactions open when a run looked ([{"xmax": xid8 text, "vxids": [text], "max": cursor text}]),
+-- promoted into the watermark once all of them have ended.
+CREATE TABLE iterable_audience.event_sync_state (
+    sync_id     bigint PRIMARY KEY REFERENCES iterable_audience.sync ON DELETE CASCADE,
+    watermark   text,
+    checkpoints jsonb NOT NULL DEFAULT '[]'
+);
+-- The rows above the watermark already handled (row_key: cursor # md5 of the row # ordinal), those
+-- to send again (state 'retry': a failure that may succeed later, with retry_failed_records), and
+-- email changes sent whose answer is not recorded yet (state 'in_flight': users/updateEmail is not
+-- idempotent, so a resend that finds the change made is known to be that change).
+CREATE TABLE iterable_audience.event_sync_sent (
+    sync_id     bigint NOT NULL REFERENCES iterable_audience.sync ON DELETE CASCADE,
+    row_key     text NOT NULL,
+    cursor_value text NOT NULL,
+    event_id    text NOT NULL,
+    state       text NOT NULL CHECK (state IN ('done', 'retry', 'in_flight')),
+    run_id      bigint NOT NULL,
+    PRIMARY KEY (sync_id, row_key)
+);
+CREATE INDEX ON iterable_audience.event_sync_sent (sync_id, state);
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.event_sync_state', '');
+SELECT pg_catalog.pg_extension_config_dump('iterable_audience.event_sync_sent', '');
+
+CREATE OR REPLACE VIEW iterable_audience.syncs WITH (security_barrier) AS
+    SELECT s.sync_id, s.sync_name, a.account_name, s.source, s.list_id, s.email_column, s.user_id_column,
+           s.data_fields, s.schedule, s.paused, s.next_run_at,
+           s.owner::regrole AS owner, s.update_existing_users_only, s.campaign_id, s.channel_unsubscribe,
+           s.retain_sync_logs, s.sync_log_retention_days, s.snapshot_retention, s.retry_failed_records,
+           s.max_removal_fraction, s.created_at, s.updated_at,
+           last.status AS last_run_status, last.finished_at AS last_run_finished_at,
+           (SELECT n.table_name FROM iterable_audience.snapshot n
+             WHERE n.sync_id = s.sync_id AND n.filled ORDER BY n.run_id DESC LIMIT 1) AS snapshot_table,
+           s.kind, s.merge_nested_objects, s.prefer_user_id,
+           s.cursor_column, s.event_kind, s.event_fields, s.event_name, s.start_from, s.max_events_per_run,
+           (SELECT e.watermark FROM iterable_audience.event_sync_state e WHERE e.sync_id = s.sync_id) AS event_watermark
+      FROM iterable_audience.sync s
+      JOIN iterable_audience.account a USING (account_id)
+      LEFT JOIN LATERAL (SELECT r.status, r.finished_at FROM iterable_audience.sync_runs r
+                          WHERE r.sync_id = s.sync_id ORDER BY r.run_id DESC LIMIT 1) last ON true
+     WHERE pg_catalog.pg_has_role(s.owner, 'USAGE');
+
+CREATE OR REPLACE VIEW iterable_audience.sync_progress WITH (security_barrier) AS
+    SELECT r.run_id, r.sync_name,
+           r.kind,
+           r.phase, r.records_planned,
+           r.subscribed + r.unsubscribed + r.updated + r.failed + r.tracked AS records_done,
+           r.api_requests, r.rate_limited, r.started_at
+      FROM iterable_audience.sync_runs r
+     WHERE r.status = 'running'
+       AND r.sync_id IN (SELECT v.sync_id FROM iterable_audience.visible_sync_ids v)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.classid = 6749 AND l.objsubid = 2 AND l.granted
+                      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                         WHERE d.datname = pg_catalog.current_database())
+                      AND l.objid::bigint = r.sync_id % 2147483647);
+
+CREATE FUNCTION iterable_audience.create_event_sync(
+    sync_name     text,
+    account_name  text,
+    source        text,
+    cursor_column text,
+    kind          text    DEFAULT 'track',
+    fields        jsonb   DEFAULT '{}',
+    data_fields   jsonb   DEFAULT NULL,
+    event_name    text    DEFAULT NULL,
+    start_from    text    DEFAULT 'beginning',
+    max_events_per_run bigint DEFAULT NULL,
+    schedule      text    DEFAULT 'manual',
+    retain_sync_logs        boolean DEFAULT true,
+    sync_log_retention_days integer DEFAULT 30,
+    retry_failed_records    boolean DEFAULT true)
+RETURNS bigint AS 'MODULE_PATHNAME', 'ia_create_event_sync' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION iterable_audience.create_event_sync(text, text, text, text, text, jsonb, jsonb, text, text, bigint,
+                                                       text, boolean, integer, boolean) IS
+    'A sync that sends each row of an append-only source past its cursor to Iterable once: events, purchases, carts, device and browser tokens, email changes';

@@ -3,6 +3,7 @@
 //   run_plan.cpp     plan, removal guard
 //   run_send.cpp     send (batches, pacing, answers mapped to records), load ahead
 //   run_finish.cpp   finish, retention, settling after an interrupt
+//   run_events.cpp   the run of an event sync (rows past the cursor, no snapshot)
 //   sync_run.cpp     the order of the phases (perform), perform_run
 // What differs between kinds of sync is the kind's (engine/sync_kind.hpp), never tested here.
 // Internal to src/engine.
@@ -45,6 +46,8 @@ class Run {
 	void finish(const std::string &status, const std::string &error);
 	void retention();
 	void log_phases();
+	// run_events.cpp: the whole run of a kind planning past a cursor (SyncKind::Planning::PastCursor)
+	void perform_cursor_run();
 	// sync_run.cpp
 	void report(const std::string &what);
 	std::string run_label() const;
@@ -53,6 +56,7 @@ class Run {
 	int64_t planned_total() const;
 
 	friend class SendLoop;
+	friend class EventRun;
 
 	RunRequest request_;
 	SyncDefinition sync_;

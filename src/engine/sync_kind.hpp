@@ -56,6 +56,13 @@ class SyncKind {
  public:
 	virtual ~SyncKind() = default;
 
+	// How a run finds what to send. SnapshotDiff: the source is compared with the latest snapshot
+	// (lists, users: run_plan.cpp, run_send.cpp, the methods below). PastCursor: the rows past the
+	// sync's cursor are sent once each (event syncs: run_events.cpp; the methods below that read
+	// plan rows are not used).
+	enum class Planning { SnapshotDiff, PastCursor };
+	virtual Planning planning() const { return Planning::SnapshotDiff; }
+
 	virtual const char *name() const = 0;  // syncs.kind
 
 	// In the order a run performs them.

@@ -63,6 +63,10 @@ Run::perform()
 {
 	if (!claim())
 		return;  // another run of this sync holds it; the caller reports that
+	if (kind_->planning() == SyncKind::Planning::PastCursor) {
+		perform_cursor_run();
+		return;
+	}
 	timed("settle", [&] { settle_earlier_runs(); });
 	if (!request_.force) {
 		// Nothing changed since the last run sent everything: done without reading the source.

@@ -14,6 +14,8 @@ sync_kind(const std::string &kind)
 		return list_kind();
 	if (kind == user_kind().name())
 		return user_kind();
+	if (kind == event_kind().name())
+		return event_kind();
 	throw pg::UserError(ERRCODE_FEATURE_NOT_SUPPORTED, "syncs of kind \"" + kind + "\" are not supported by this build");
 }
 

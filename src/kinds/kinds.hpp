@@ -8,6 +8,7 @@ namespace ia {
 
 const SyncKind &list_kind();
 const SyncKind &user_kind();
+const SyncKind &event_kind();
 
 // GET /api/lists, the cheapest call that proves the API key (and reaches Iterable) before anything
 // is sent; counted in the run's counters. Throws RunEnded when it fails; returns the answer.

@@ -36,17 +36,12 @@ require_sync_name(FunctionCallInfo fcinfo)
 	return *name;
 }
 
-// Syncs have a kind ('list', 'users', 'events') from version 0.2 on (issue 14). The column is read
-// through to_jsonb() so that this works with and without it; without it every sync is a list sync.
 void
 require_list_sync(const ia::SyncDefinition &sync, const char *function)
 {
-	SqlValue kind = ia::pg::exec_scalar(
-	    "SELECT to_jsonb(s) ->> 'kind' FROM iterable_audience.sync s WHERE s.sync_id = $1::bigint",
-	    {std::to_string(sync.sync_id)}, true);
-	if (kind && *kind != "list")
+	if (sync.kind != "list")
 		throw UserError(ERRCODE_WRONG_OBJECT_TYPE,
-		                std::string(function) + " works on list syncs; sync \"" + sync.name + "\" is a '" + *kind +
+		                std::string(function) + " works on list syncs; sync \"" + sync.name + "\" is a '" + sync.kind +
 		                    "' sync, which keeps no Iterable list to compare",
 		                "check_list and repair_list compare the members of the Iterable list of a sync made with "
 		                "iterable_audience.create_sync().");

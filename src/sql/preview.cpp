@@ -1,5 +1,6 @@
 // SQL API: preview_sync(): the next run's plan, with no call to Iterable and no change to any state
 // (the plan is a temporary table dropped before returning).
+#include "engine/event_preview.hpp"
 #include "engine/run_preparation.hpp"
 #include "engine/snapshot_tables.hpp"
 #include "definitions/sync_definition.hpp"
@@ -7,6 +8,33 @@
 #include "pg/args.hpp"
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
+
+namespace {
+
+// An event sync's next run (engine/event_preview.hpp): operation 'insert', data_fields the request.
+void
+preview_events(ReturnSetInfo *rsinfo, const ia::SyncDefinition &sync)
+{
+	ia::preview_event_sync(sync, [&](const ia::EventPreviewRow &row) {
+		ia::pg::guard([&] {
+			Datum values[9];
+			bool nulls[9] = {false, false, false, !row.email, !row.user_id, !row.request, false, !row.error_code,
+			                 !row.error_message};
+			values[0] = CStringGetTextDatum("insert");
+			values[1] = CStringGetTextDatum(row.action.c_str());
+			values[2] = CStringGetTextDatum(row.record_key.c_str());
+			values[3] = row.email ? CStringGetTextDatum(row.email->c_str()) : 0;
+			values[4] = row.user_id ? CStringGetTextDatum(row.user_id->c_str()) : 0;
+			values[5] = row.request ? DirectFunctionCall1(jsonb_in, CStringGetDatum(row.request->c_str())) : 0;
+			values[6] = BoolGetDatum(row.valid);
+			values[7] = row.error_code ? CStringGetTextDatum(row.error_code->c_str()) : 0;
+			values[8] = row.error_message ? CStringGetTextDatum(row.error_message->c_str()) : 0;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		});
+	});
+}
+
+}  // namespace
 
 IA_SQL_FUNCTION(ia_preview_sync)
 {
@@ -22,6 +50,11 @@ IA_SQL_FUNCTION(ia_preview_sync)
 	// Before settling: each settled snapshot is granted to the owner, and a dropped owner should get
 	// the error that says what to do, not a failed GRANT.
 	ia::check_owner_exists(sync);
+	if (sync.kind == "events") {
+		preview_events(rsinfo, sync);
+		spi.finish();
+		return static_cast<Datum>(0);
+	}
 	static int previews = 0;
 	const std::string suffix = std::to_string(++previews);
 	std::optional<std::string> baseline;

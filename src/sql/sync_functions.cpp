@@ -3,6 +3,7 @@
 #include "core/iterable_json.hpp"
 #include "iterable/iterable_lists.hpp"
 #include "engine/plan_sql.hpp"
+#include "definitions/event_sync_definition.hpp"
 #include "definitions/sync_columns.hpp"
 #include "definitions/sync_definition.hpp"
 #include "engine/sync_lock.hpp"
@@ -217,6 +218,12 @@ definition_values(const ia::SyncDefinition &s, bool kinds)
 void
 validate_definition(const ia::SyncDefinition &s)
 {
+	if (s.kind == "events") {  // created by create_event_sync (event_sync_functions.cpp); altered here
+		ia::pg::GucScope scope;
+		scope.set("search_path", s.search_path);
+		ia::check_altered_event_sync(s);
+		return;
+	}
 	ia::check_mapping_rules(s);
 	if (s.prefer_user_id && s.project_type != "email")
 		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,

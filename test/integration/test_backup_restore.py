@@ -204,6 +204,9 @@ STATE_QUERIES = [
     ("batches", "SELECT * FROM iterable_audience.sync_batch ORDER BY run_id, batch_no"),
     ("failures", "SELECT * FROM iterable_audience.record_failure ORDER BY sync_id, record_key"),
     ("snapshots", "SELECT * FROM iterable_audience.snapshot ORDER BY sync_id, run_id"),
+    # Event syncs (test_event_sync.py restores one).
+    ("event_state", "SELECT * FROM iterable_audience.event_sync_state ORDER BY sync_id"),
+    ("event_sent", "SELECT * FROM iterable_audience.event_sync_sent ORDER BY sync_id, row_key"),
 ]
 
 

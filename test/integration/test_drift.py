@@ -223,12 +223,13 @@ def test_sync_of_another_kind(db, emulator):
     create_sync(db, "vip")
     run_sync(db, "vip")
     assert check(db, "vip") == []
-    # A user sync (issue 14) has no list.
-    sql(db, "UPDATE iterable_audience.sync SET kind = 'users', list_id = NULL WHERE sync_name = 'vip'")
+    sql(db, "SELECT iterable_audience.create_user_sync('profiles', 'hybrid', 'people', email_column => 'email', "
+            "user_id_column => 'uid')")
+    run_sync(db, "profiles")
     for fn in ("check_list", "repair_list"):
-        code, message, hint = error_of(db, "SELECT * FROM iterable_audience.%s('vip')" % fn)
+        code, message, hint = error_of(db, "SELECT * FROM iterable_audience.%s('profiles')" % fn)
         assert code == "42809"
-        assert message == ("%s works on list syncs; sync \"vip\" is a 'users' sync, which keeps no Iterable "
+        assert message == ("%s works on list syncs; sync \"profiles\" is a 'users' sync, which keeps no Iterable "
                            "list to compare" % fn)
         assert "create_sync()" in hint
 

@@ -144,7 +144,35 @@ class UserSync:
             cur.execute("UPDATE %s_src SET plan = plan || '+'" % sync)
 
 
-KINDS = {"list": ListSync(), "users": UserSync()}
+class EventSync:
+    """An event sync of purchases (version 0.2): each new row is one commerce/trackPurchase request,
+    whose action in sync_logs is the endpoint's name."""
+    check_endpoint = "get_lists"
+    send_endpoints = ("track_purchase",)
+    actions = {"track_purchase": "track_purchase"}
+    check_reads_body = True
+    functions = ()
+
+    def create(self, admin, owner, sync, account):
+        with admin.cursor() as cur:
+            cur.execute("CREATE TABLE %s_src (id bigserial PRIMARY KEY, email text, items jsonb, total numeric)" % sync)
+            cur.execute("INSERT INTO %s_src (email, items, total) SELECT '%s' || g || '@example.com', "
+                        "'[{\"id\": \"a\", \"name\": \"A\", \"price\": 1, \"quantity\": 1}]', 1 "
+                        "FROM generate_series(1, 3) g" % (sync, sync))
+            cur.execute("GRANT SELECT ON %s_src TO %s" % (sync, OWNER))
+        with owner.cursor() as cur:
+            cur.execute("SELECT iterable_audience.create_event_sync(%s, %s, %s, 'id', kind => 'purchase', "
+                        "fields => '{\"email\": \"email\", \"items\": \"items\", \"total\": \"total\"}')",
+                        (sync, account, "public.%s_src" % sync))
+
+    def change(self, admin, sync):
+        """The next run sends one new purchase."""
+        with admin.cursor() as cur:
+            cur.execute("INSERT INTO %s_src (email, items, total) SELECT '%s9@example.com', items, total FROM %s_src "
+                        "LIMIT 1" % (sync, sync, sync))
+
+
+KINDS = {"list": ListSync(), "users": UserSync(), "events": EventSync()}
 
 
 @pytest.fixture(scope="module")
