@@ -331,6 +331,12 @@ ia_launcher_main(Datum)
 
 	/* No database: only the shared catalogs (pg_database). */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	/*
+	 * A reload signalled after the postmaster forked this worker but before the handler above was set
+	 * was ignored (a background worker starts with SIGHUP ignored): read the configuration once now,
+	 * or a setting changed just before this worker started would wait for the next reload.
+	 */
+	ProcessConfigFile(PGC_SIGHUP);
 	ia::scheduler::launcher_attach();
 	if (restricted())
 		ereport(LOG, (errmsg("iterable_audience launcher started: serving database \"%s\" "

@@ -52,6 +52,12 @@ ia_scheduler_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(database_id, InvalidOid, 0);
 	SetConfigOption("application_name", "iterable_audience scheduler", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * A reload signalled after the postmaster forked this worker but before the handler above was set
+	 * was ignored (a background worker starts with SIGHUP ignored): read the configuration once now,
+	 * or a setting changed just before this worker started would wait for the next reload.
+	 */
+	ProcessConfigFile(PGC_SIGHUP);
 
 	StartTransactionCommand();
 	name = get_database_name(MyDatabaseId);
