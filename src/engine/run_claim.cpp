@@ -18,6 +18,17 @@ Run::claim()
 		// Holding the lock, any other 'running' run of this sync is a leftover of a crash.
 		fail_stale_runs(request_.sync_id);
 		sync_ = load_sync_by_id(request_.sync_id);
+		if (request_.scheduled && sync_.paused) {
+			// Paused after the scheduler started this worker: a paused sync is not scheduled, so
+			// nothing runs and nothing is recorded (run_sync() still runs a paused sync).
+			unlock_sync_for_run(request_.sync_id);
+			pg::guard([&] {
+				ereport(LOG, (errmsg("iterable_audience: sync \"%s\" was paused after its run %lld was scheduled; "
+				                     "the run does not start",
+				                     sync_.name.c_str(), static_cast<long long>(request_.run_id))));
+			});
+			return false;
+		}
 		kind_ = &sync_kind(sync_.kind);
 		planned_.assign(kind_->operations().size(), 0);
 		account_ = load_account(sync_.account_name, true);
