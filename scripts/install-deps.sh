@@ -8,7 +8,7 @@ PACKAGES=(
 	libclang-rt-14-dev libasan8 libubsan1
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron
 	libcurl4-openssl-dev nlohmann-json3-dev libgtest-dev
-	python3 python3-pytest python3-psycopg2
+	python3 python3-pytest python3-pytest-xdist python3-psycopg2
 	util-linux openssl
 )
 

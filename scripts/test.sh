@@ -61,13 +61,14 @@ run_stage() {
 run_stage unit make -C test/unit
 run_stage emulator "$PYTHON" -m pytest -q -p no:cacheprovider test/emulator
 run_stage regress "$ROOT/scripts/run-regress.sh"
-run_stage integration "$PYTHON" -m pytest -q -p no:cacheprovider test/integration
+# Two workers, one file each at a time (each has its own cluster and emulator: conftest.py).
+run_stage integration "$PYTHON" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile test/integration
 # Memory safety (docs/memory-safety.md): each fuzzer for a bounded time, then the regress tests and
 # the integration tests on an ASan+UBSan build: every test of the engine and the kinds of sync, less
 # the slow ones that mostly exercise SQL or wait on clocks (scheduler, lifecycle, continuous syncs,
 # backups, upgrades, operability, recipes), which the stage above runs on the normal build.
 run_stage fuzz make -C test/fuzz run SECONDS=15
-run_stage sanitized "$ROOT/scripts/sanitized-tests.sh" -k 'not scheduler and not lifecycle and not continuous and not backup and not upgrade and not operability and not recipes'
+run_stage sanitized "$ROOT/scripts/sanitized-tests.sh" -n 2 --dist loadfile -k 'not scheduler and not lifecycle and not continuous and not backup and not upgrade and not operability and not recipes'
 
 echo
 if [ ${#failed_stages[@]} -gt 0 ]; then
