@@ -1,6 +1,7 @@
 #include <nlohmann/json.hpp>
 
 #include "definitions/sync_definition.hpp"
+#include "core/iterable_json.hpp"
 
 #include "pg/roles.hpp"
 #include "pg/spi.hpp"
@@ -143,6 +144,20 @@ parse_data_fields_mapping(const std::string &json)
 		fields.emplace_back(it.key(), it.value().get<std::string>());
 	}
 	return fields;
+}
+
+std::string
+data_fields_mapping_json(const std::vector<std::pair<std::string, std::string>> &fields)
+{
+	std::string json = "{";
+	for (const auto &[field, column] : fields) {
+		if (json.size() > 1)
+			json += ",";
+		append_json_string(json, field);
+		json += ":";
+		append_json_string(json, column);
+	}
+	return json + "}";
 }
 
 std::optional<std::string>

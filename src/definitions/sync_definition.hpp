@@ -52,6 +52,8 @@ void check_sync_access(const SyncDefinition &sync);
 
 // Parses {"iterableField": "source_column", ...}; throws UserError naming the problem.
 std::vector<std::pair<std::string, std::string>> parse_data_fields_mapping(const std::string &json);
+// The inverse: {"iterableField":"source_column",...} in the mapping's order ("{}" when it is empty).
+std::string data_fields_mapping_json(const std::vector<std::pair<std::string, std::string>> &fields);
 
 // The newest snapshot table of the sync (schema-qualified, quoted), if any.
 std::optional<std::string> latest_snapshot_table(int64_t sync_id);

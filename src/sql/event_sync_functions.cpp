@@ -23,20 +23,6 @@ enum EventArg {
 };
 
 std::string
-fields_json(const std::vector<std::pair<std::string, std::string>> &fields)
-{
-	std::string json = "{";
-	for (const auto &[field, column] : fields) {
-		if (json.size() > 1)
-			json += ",";
-		ia::append_json_string(json, field);
-		json += ":";
-		ia::append_json_string(json, column);
-	}
-	return json + "}";
-}
-
-std::string
 current_search_path()
 {
 	const char *value = ia::pg::guard([] { return GetConfigOption("search_path", false, false); });
@@ -121,7 +107,7 @@ IA_SQL_FUNCTION(ia_create_event_sync)
 	if (ia::pg::exec_scalar("SELECT 1 FROM iterable_audience.sync WHERE sync_name = $1", {s.name}))
 		throw UserError(ERRCODE_DUPLICATE_OBJECT, "sync \"" + s.name + "\" already exists",
 		                "Choose another name, or drop it with iterable_audience.drop_sync().");
-	std::string data_fields = fields_json(s.data_fields);
+	std::string data_fields = ia::data_fields_mapping_json(s.data_fields);
 	SqlValue id = ia::pg::exec_scalar(
 	    "INSERT INTO iterable_audience.sync (sync_name, owner, account_id, source, source_search_path, list_id, "
 	    "data_fields, schedule, retain_sync_logs, sync_log_retention_days, retry_failed_records, next_run_at, kind, "
@@ -133,7 +119,7 @@ IA_SQL_FUNCTION(ia_create_event_sync)
 	     s.data_fields.empty() ? SqlValue() : SqlValue(data_fields), s.schedule, s.retain_sync_logs ? "true" : "false",
 	     std::to_string(s.sync_log_retention_days), s.retry_failed_records ? "true" : "false",
 	     ia::next_run_at_text(s.schedule), e.cursor_column, e.cursor_type, std::string(ia::event_kind_name(e.kind)),
-	     fields_json(e.fields), e.event_name, e.start_from,
+	     ia::data_fields_mapping_json(e.fields), e.event_name, e.start_from,
 	     e.max_events_per_run ? SqlValue(std::to_string(*e.max_events_per_run)) : SqlValue()});
 	ia::pg::exec("INSERT INTO iterable_audience.event_sync_state (sync_id, watermark) VALUES ($1::bigint, $2)",
 	             {id, watermark});

@@ -170,15 +170,7 @@ data_fields_json(const ia::SyncDefinition &s)
 {
 	if (s.data_fields.empty())
 		return {};
-	std::string json = "{";
-	for (const auto &[field, column] : s.data_fields) {
-		if (json.size() > 1)
-			json += ",";
-		ia::append_json_string(json, field);
-		json += ":";
-		ia::append_json_string(json, column);
-	}
-	return json + "}";
+	return ia::data_fields_mapping_json(s.data_fields);
 }
 
 // The sync's columns as parameters $1..$19, and with kinds (0.2.0's tables) $20..$22.
