@@ -20,6 +20,7 @@
 #include "engine/run_preparation.hpp"
 #include "engine/run_progress.hpp"
 #include "iterable/iterable_call.hpp"
+#include "iterable/paced_attempts.hpp"
 #include "iterable/shared_pacing.hpp"
 #include "settings.hpp"
 
@@ -101,23 +102,12 @@ EventRun::call(const std::string &path, std::string body)
 		pg_usleep(static_cast<long>(std::clamp(pacing.wait_seconds(), 0.001, 0.1) * 1e6));
 	}
 	pacing.on_sent();
-	HttpClient &client = HttpClient::process_instance();
-	client.set_attempt_observer([&](const AttemptInfo &attempt) {
-		bool answered = attempt.outcome.transport == TransportOutcome::Response;
-		if (answered)
-			pacing.on_response(attempt.outcome.status == 429);
-	});
-	try {
-		HttpResult result = call_iterable(iterable_request(run_.account_, "POST", path, std::move(body)),
-		                                  http_options_from_settings());
-		client.set_attempt_observer(nullptr);
-		requests_ += result.attempts;
-		rate_limited_ += result.rate_limited;
-		return result;
-	} catch (...) {
-		client.set_attempt_observer(nullptr);
-		throw;
-	}
+	PacedAttempts paced(HttpClient::process_instance(), pacing);
+	HttpResult result = call_iterable(iterable_request(run_.account_, "POST", path, std::move(body)),
+	                                  http_options_from_settings());
+	requests_ += result.attempts;
+	rate_limited_ += result.rate_limited;
+	return result;
 }
 
 void
@@ -421,14 +411,7 @@ EventRun::send_single(std::vector<Pending> &group)
 	                    events_.kind == EventKind::DeviceToken ? kDeviceTokenRps : 0);
 	HttpClient &client = HttpClient::process_instance();
 	const HttpOptions options = http_options_from_settings();
-	std::set<uint64_t> uncertain;
-	client.set_attempt_observer([&](const AttemptInfo &attempt) {
-		bool answered = attempt.outcome.transport == TransportOutcome::Response;
-		if (answered)
-			pacing.on_response(attempt.outcome.status == 429);
-		if (!answered || attempt.outcome.status >= 500)
-			uncertain.insert(attempt.tag);
-	});
+	PacedAttempts paced(client, pacing);
 	auto user_of = [&](const Pending &p) { return p.built.email + "\n" + p.built.user_id; };
 	std::vector<bool> sent(group.size(), false);
 	std::map<uint64_t, size_t> in_flight;  // tag -> row
@@ -477,15 +460,13 @@ EventRun::send_single(std::vector<Pending> &group)
 				requests += result.attempts;
 				requests_ += result.attempts;
 				rate_limited_ += result.rate_limited;
-				answer_single(group[i], result, uncertain.erase(result.tag) > 0, resent[i]);
+				answer_single(group[i], result, paced.take_uncertain(result.tag), resent[i]);
 			}
 		}
 	} catch (...) {
-		client.set_attempt_observer(nullptr);
 		client.abort_all();  // the requests in flight are lost; the next run sends those rows again
 		throw;
 	}
-	client.set_attempt_observer(nullptr);
 	record(batch_no, group, requests);
 }
 

@@ -11,6 +11,7 @@
 
 #include "engine/run.hpp"
 #include "iterable/iterable_call.hpp"
+#include "iterable/paced_attempts.hpp"
 #include "iterable/shared_pacing.hpp"
 #include "settings.hpp"
 
@@ -272,15 +273,7 @@ SendLoop::send(SendPhase &phase)
 	// It also paces the retries of 429s (the client's retry gate); when it ends (this phase), it
 	// remembers the learned rate (iterable_audience.learned_rate).
 	SharedPacing pacing(MyDatabaseId, run_.account_.account_id, op_->path, op_->limits.documented_rps);
-	std::set<uint64_t> uncertain;  // tags of requests an attempt of which Iterable may have applied unanswered
-	client_.set_attempt_observer([&](const AttemptInfo &attempt) {
-		bool answered = attempt.outcome.transport == TransportOutcome::Response;
-		if (answered)
-			pacing.on_response(attempt.outcome.status == 429);
-		if (!answered || attempt.outcome.status >= 500)
-			uncertain.insert(attempt.tag);
-	});
-	client_.set_retry_gate([&] { return pacing.retry_gate(); });
+	PacedAttempts paced(client_, pacing);
 	try {
 		for (;;) {
 			while (!fatal_ && in_flight_.size() < max_in_flight_ &&
@@ -317,16 +310,12 @@ SendLoop::send(SendPhase &phase)
 				continue;
 			}
 			for (const HttpResult &result : client_.poll(wait_ms))
-				answered(result, uncertain.erase(result.tag) > 0);
+				answered(result, paced.take_uncertain(result.tag));
 		}
 	} catch (...) {
-		client_.set_attempt_observer(nullptr);
-		client_.set_retry_gate(nullptr);
 		client_.abort_all();  // the batches in flight are lost; the next run sends them again
 		throw;
 	}
-	client_.set_attempt_observer(nullptr);
-	client_.set_retry_gate(nullptr);
 	if (fatal_)
 		close_unsent();
 	return !fatal_;
