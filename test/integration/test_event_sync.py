@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from harness import query, scalar
-from sync_helpers import KEYS, kill9, request_counts, run_sync, sql, tag, wait_for, worker_pid
+from sync_helpers import KEYS, BackgroundRun, kill9, request_counts, run_sync, sql, tag, wait_for, worker_pid
 
 
 def events_of(emulator, account, t):
@@ -408,6 +408,52 @@ def test_a_restored_database_sends_nothing_twice(db, cluster, emulator):
         dst.close()
         admin = cluster.connect()
         sql(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % (t + "_restored"))
+        admin.close()
+
+
+def test_a_dump_taken_while_events_are_sent_converges_after_restore(db, cluster, emulator):
+    """A dump taken mid-run holds the run as 'running' and a sent set without the batches in flight,
+    which Iterable may have stored: the restored copy settles that run, sends every row the dump does
+    not show as sent, with the same ids, and so each row ends in Iterable exactly once."""
+    from test_backup_restore import dump, restore
+    t = tag(db)
+    n = 200
+    make_tracks(db, t, n)
+    create(db)
+    dbname = scalar(db, "SELECT current_database()")
+    emulator.set_faults({"rules": [{"kind": "latency", "endpoint": "track_bulk", "ms": 200}]})
+    bg = BackgroundRun(cluster, dbname, "tracks", batch_size=10)
+    try:
+        wait_for(lambda: scalar(db, "SELECT coalesce(max(tracked), 0) FROM iterable_audience.sync_runs "
+                                    "WHERE status = 'running'") >= 30, timeout=60, interval=0.02,
+                 what="some events sent")
+        path = dump(cluster, dbname)  # pg_dump's own snapshot, while the run sends
+        # The source server is lost: its run ends there, with a batch in flight.
+        sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE backend_type = 'iterable_audience sync' AND datname = %s", (dbname,))
+        assert bg.join(60)
+    finally:
+        bg.close()
+        emulator.clear_faults()
+    restored = t + "_restored"
+    dst = restore(cluster, path, restored)
+    try:
+        dumped = query(dst, "SELECT run_id, status, tracked FROM iterable_audience.sync_runs "
+                            "ORDER BY run_id DESC LIMIT 1")[0]
+        assert dumped["status"] == "running" and 30 <= dumped["tracked"] < n, dumped
+        nxt = run_sync(dst, "tracks")
+        assert nxt["status"] == "succeeded" and nxt["tracked"] == n - dumped["tracked"], (nxt, dumped)
+        settled = query(dst, "SELECT status, error FROM iterable_audience.sync_runs WHERE run_id = %s",
+                        (dumped["run_id"],))[0]
+        assert settled["status"] == "failed" and "interrupted" in settled["error"], settled
+        assert run_sync(dst, "tracks")["tracked"] == 0
+        stored = events_of(emulator, "hybrid", t)
+        # One stored event per row: what the source sent after the dump was sent again with its ids.
+        assert sorted(e["userId"] for e in stored.values()) == sorted("%s-u%d" % (t, g) for g in range(1, n + 1))
+    finally:
+        dst.close()
+        admin = cluster.connect()
+        sql(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % restored)
         admin.close()
 
 
