@@ -93,7 +93,7 @@ forget_unsent_batches(const RunTarget &t, const std::vector<int> &batch_nos)
 	std::vector<pg::SqlValue> numbers;
 	for (int n : batch_nos)
 		numbers.emplace_back(std::to_string(n));
-	pg::exec("DELETE FROM iterable_audience.sync_batch WHERE run_id = $1::bigint AND batch_no = ANY ($2::integer[])",
+	pg::exec("DELETE FROM iterable_audience.sync_batch WHERE run_id = $1::bigint AND batch_no = ANY " + pg::array_param(2, "integer"),
 	         {std::to_string(t.run_id), pg::array_literal(numbers)});
 }
 
@@ -134,7 +134,7 @@ record_batch(const RunTarget &t, const BatchOutcome &o)
 	const std::string positions = pg::array_literal(failed_positions);
 	if (t.failures_possible)
 		pg::exec_prepared("DELETE FROM iterable_audience.record_failure r USING " + batch_records +
-		                      " WHERE b.run_id = $1::bigint AND b.batch_no = $2::integer AND u.i <> ALL ($3::bigint[]) "
+		                      " WHERE b.run_id = $1::bigint AND b.batch_no = $2::integer AND u.i <> ALL " + pg::array_param(3, "bigint") + " "
 		                      "AND r.sync_id = " + sync + " AND r.record_key = u.record_key",
 		                  {run, batch_no, positions});
 	if (!o.failures.empty())

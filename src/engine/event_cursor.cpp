@@ -209,7 +209,7 @@ EventCursor::read_retries(int64_t limit)
 			cursors.push_back(k[1]);
 		}
 		std::vector<CursorRow> rows =
-		    read_rows(cursor_ref(events_) + " = ANY ($1::" + events_.cursor_type + "[])", {pg::array_literal(cursors)});
+		    read_rows(cursor_ref(events_) + " = ANY " + pg::array_param(1, events_.cursor_type), {pg::array_literal(cursors)});
 		std::vector<CursorRow> found;
 		for (CursorRow &row : rows)
 			if (wanted.erase(row.row_key)) {
@@ -221,7 +221,7 @@ EventCursor::read_retries(int64_t limit)
 		if (!wanted.empty() && !preview_) {
 			std::vector<pg::SqlValue> gone(wanted.begin(), wanted.end());
 			pg::AsRole as_extension_owner(pg::extension_owner());
-			pg::exec("DELETE FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint AND row_key = ANY ($2::text[])",
+			pg::exec("DELETE FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint AND row_key = ANY " + pg::array_param(2, "text"),
 			         {id, pg::array_literal(gone)});
 		}
 		return found;
@@ -272,7 +272,7 @@ EventCursor::read_next(int64_t chunk)
 			{
 				pg::AsRole as_extension_owner(pg::extension_owner());
 				sent = pg::exec("SELECT row_key FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint "
-				                "AND (state = 'done' OR run_id = $2::bigint) AND row_key = ANY ($3::text[])",
+				                "AND (state = 'done' OR run_id = $2::bigint) AND row_key = ANY " + pg::array_param(3, "text"),
 				                {std::to_string(sync_.sync_id), std::to_string(run_id_), pg::array_literal(keys)});
 			}
 			std::set<std::string> handled;

@@ -337,7 +337,7 @@ mark_in_flight(int64_t sync_id, int64_t run_id, const std::vector<Pending> &grou
 		pg::exec("SET LOCAL synchronous_commit = on");
 		pg::AsRole as_extension_owner(pg::extension_owner());
 		pg::SqlResult r = pg::exec("SELECT row_key FROM iterable_audience.event_sync_sent WHERE sync_id = $1::bigint "
-		                           "AND state = 'in_flight' AND row_key = ANY ($2::text[])",
+		                           "AND state = 'in_flight' AND row_key = ANY " + pg::array_param(2, "text"),
 		                           {std::to_string(sync_id), pg::array_literal(keys)});
 		for (const pg::SqlRow &row : r.rows)
 			for (size_t i = 0; i < group.size(); i++)

@@ -268,4 +268,11 @@ array_literal(const std::vector<SqlValue> &values)
 	return out + "}";
 }
 
+std::string
+array_param(int n, const std::string &element_type)
+{
+	const std::string array_type = element_type + "[]";
+	return "((SELECT $" + std::to_string(n) + "::" + array_type + ")::" + array_type + ")";
+}
+
 }  // namespace ia::pg

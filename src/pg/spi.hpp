@@ -34,6 +34,11 @@ class SpiSession {
 
 // Run one statement. read_only: run with the current snapshot and no writes allowed.
 SqlResult exec(const char *sql, const std::vector<SqlValue> &params = {}, bool read_only = false);
+inline SqlResult
+exec(const std::string &sql, const std::vector<SqlValue> &params = {}, bool read_only = false)
+{
+	return exec(sql.c_str(), params, read_only);
+}
 
 // Run one statement through a plan prepared on first use and kept for the life of the process
 // (for statements a worker runs many times; the text must not vary with the data: pass parameters).
@@ -54,4 +59,11 @@ std::string quote_literal(const std::string &value);
 namespace ia::pg {
 // A PostgreSQL array literal ('{"a","b",NULL}') to pass as a text parameter cast to text[]/bigint[].
 std::string array_literal(const std::vector<SqlValue> &values);
+
+// The operand of `= ANY`/`<> ALL` for array parameter $n of element type `element_type`:
+// "((SELECT $n::T[])::T[])". A text parameter cast to T[] is array_in, a stable call that a filter
+// runs again for every row it scans (the sent set of an event sync holds a whole backfill); as an
+// uncorrelated sub-select it runs once. The outer cast keeps the parser from reading
+// `ANY ((SELECT ...))` as `ANY (subquery)`, which would compare each element with the whole array.
+std::string array_param(int n, const std::string &element_type);
 }
